@@ -1,0 +1,125 @@
+//! Command-line flags. Only parsing lives here; each subcommand's behaviour lives in its module.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::runtime::MountSpec;
+
+/// Serve WebAssembly web apps with CGI: every HTTP request runs one fresh, sandboxed instance.
+#[derive(Debug, Parser)]
+#[command(name = "wcgi", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a package over HTTP, one sandboxed instance per request.
+    Run(RunArgs),
+    /// Create a project from a template (not implemented yet).
+    New(UnimplementedArgs),
+    /// Show a package's commands, runners, annotations and volumes (not implemented yet).
+    Inspect(UnimplementedArgs),
+    /// Download a registry package into the cache (not implemented yet).
+    Pull(UnimplementedArgs),
+    /// Build a .webc container from a wasmer.toml directory (not implemented yet).
+    Pack(UnimplementedArgs),
+}
+
+/// Placeholder for subcommands that are part of the product contract but not built yet:
+/// they accept anything and then say plainly that they are not implemented.
+#[derive(Debug, Args)]
+pub struct UnimplementedArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to serve: a directory with wasmer.toml, or a .wasm file.
+    #[arg(default_value = ".", value_name = "PACKAGE")]
+    pub package: String,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+
+    /// Which [[command]] to serve (default: the package entrypoint, else the only wcgi command).
+    #[arg(short = 'e', long, value_name = "NAME")]
+    pub entrypoint: Option<String>,
+
+    /// Extra guest environment variable; overrides the command's annotation env. Repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+
+    /// Pass the host's environment variables into the guest.
+    #[arg(long)]
+    pub forward_host_env: bool,
+
+    /// Make a host directory visible in the guest at GUEST; add `:ro` to make it read-only.
+    /// Repeatable.
+    #[arg(long, value_name = "GUEST:HOST[:ro]", value_parser = MountSpec::parse_mapdir)]
+    pub mapdir: Vec<MountSpec>,
+
+    /// Make a host directory visible in the guest at the same path. Repeatable.
+    #[arg(long, value_name = "HOST")]
+    pub dir: Vec<PathBuf>,
+
+    /// Largest request body accepted; bigger bodies get 413 (e.g. `16MiB`, `512KiB`).
+    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// How many guest instances may run at once; further requests wait their turn.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+
+    /// Arguments appended to the guest's argv, after the command's `main-args`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, _)) if key.is_empty() => Err("the variable name before `=` is empty".into()),
+        Some((key, value)) if key.contains('\0') || value.contains('\0') => {
+            Err("environment variables cannot contain NUL bytes".into())
+        }
+        Some((key, value)) => Ok((key.to_string(), value.to_string())),
+        None => Err(format!("expected KEY=VALUE, got `{raw}`")),
+    }
+}
+
+fn parse_size(raw: &str) -> Result<u64, String> {
+    raw.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("`{raw}` is not a size; write it like `16MiB`, `512KiB` or `1000000`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs_split_at_the_first_equals_sign() {
+        assert_eq!(parse_env_pair("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), String::new()));
+        assert!(parse_env_pair("A").is_err());
+        assert!(parse_env_pair("=x").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_binary_units() {
+        assert_eq!(parse_size("16MiB").unwrap(), 16 * 1024 * 1024);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

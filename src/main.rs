@@ -1,0 +1,51 @@
+//! `wcgi`: serve WebAssembly web apps with CGI, one fresh sandboxed instance per request.
+
+mod cgi;
+mod cli;
+mod package;
+mod run;
+mod runtime;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::New(_) => not_implemented("new"),
+        Command::Inspect(_) => not_implemented("inspect"),
+        Command::Pull(_) => not_implemented("pull"),
+        Command::Pack(_) => not_implemented("pack"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the error and its causes as a sentence chain.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn not_implemented(subcommand: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`wcgi {subcommand}` is not implemented yet; only `wcgi run` is available in this version"
+    )
+}
+
+/// Logs go to stderr; `WCGI_LOG` takes a tracing filter (`debug`, `wcgi=trace`, ...).
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("WCGI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

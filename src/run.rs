@@ -1,0 +1,110 @@
+//! `wcgi run`: resolve the package, prepare its command once, then serve it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cgi::StaticEnv;
+use crate::cli::RunArgs;
+use crate::package::{self, CommandSpec, Package};
+use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::server::{self, AppState};
+
+/// How long blocked guest threads may hold up the process exit after the server stopped.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wcgi")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async move {
+        let package = package::resolve(&args.package)?;
+        let command = package.select_command(args.entrypoint.as_deref())?;
+        let app = prepare(&args, &package, command)?;
+        let banner_name = package.display_name.clone();
+        let command_name = command.name.clone();
+        server::serve(app, args.addr, move |addr| {
+            format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
+        })
+        .await
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
+}
+
+/// Everything that can be checked or done once happens here, before listening.
+fn prepare(args: &RunArgs, package: &Package, command: &CommandSpec) -> anyhow::Result<AppState> {
+    let wasm = command.load_module()?;
+    let mounts = open_mounts(args, package)?;
+
+    let host_env: Vec<(String, String)> = if args.forward_host_env {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let static_env = StaticEnv::from_layers([host_env, command.wasi.env_pairs(), args.env.clone()]);
+    for name in static_env.ignored() {
+        tracing::warn!(
+            "ignoring configured {name}: it describes the request and is set per request"
+        );
+    }
+
+    let guest_args = command
+        .wasi
+        .main_args
+        .iter()
+        .chain(&args.args)
+        .cloned()
+        .collect();
+    let program = GuestProgram::compile(ProgramSpec {
+        name: command.name.clone(),
+        wasm,
+        args: guest_args,
+        mounts,
+        current_dir: command.wasi.cwd.clone(),
+    })
+    .with_context(|| format!("command \"{}\"", command.name))?;
+
+    let max_guests = args
+        .max_concurrency
+        .map_or_else(default_concurrency, |n| n as usize);
+    let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
+    Ok(AppState::new(program, static_env, max_body, max_guests))
+}
+
+/// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path
+/// replaces an earlier one (so `--mapdir /app:./app` overrides the package's `/app`).
+fn open_mounts(args: &RunArgs, package: &Package) -> anyhow::Result<Vec<Mount>> {
+    let mut specs: Vec<(MountSpec, String)> = Vec::new();
+    for volume in &package.volumes {
+        specs.push((volume.clone(), format!("volume {}", volume.guest)));
+    }
+    for mapdir in &args.mapdir {
+        specs.push((
+            mapdir.clone(),
+            format!("--mapdir {}:{}", mapdir.guest, mapdir.host.display()),
+        ));
+    }
+    for dir in &args.dir {
+        specs.push((
+            MountSpec::same_path(dir)?,
+            format!("--dir {}", dir.display()),
+        ));
+    }
+    let mut mounts: Vec<Mount> = Vec::new();
+    for (spec, origin) in &specs {
+        let mount = Mount::open(spec, origin)?;
+        mounts.retain(|existing| existing.guest != mount.guest);
+        mounts.push(mount);
+    }
+    Ok(mounts)
+}
+
+/// Twice the CPU count: guests mostly compute, but some wait on I/O.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}

@@ -1,0 +1,190 @@
+//! A command compiled once, and one fresh sandboxed instance of it per request.
+
+use std::fmt;
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use wasmer::{Engine, ExternType, Module, Store};
+use wasmer_types::ModuleHash;
+use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
+use wasmer_wasix::{Pipe, WasiError};
+
+use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
+use super::mounts::Mount;
+use super::stdio::{GuestLog, GuestStdout};
+
+/// Import namespaces the WASI runtime can satisfy.
+const WASI_IMPORT_MODULES: [&str; 4] = [
+    "wasi_snapshot_preview1",
+    "wasi_unstable",
+    "wasix_32v1",
+    "wasix_64v1",
+];
+
+/// Everything needed to prepare a command, fixed for the life of the server.
+pub struct ProgramSpec {
+    /// The command name: the guest's `argv[0]`.
+    pub name: String,
+    pub wasm: Bytes,
+    /// Arguments after `argv[0]`: the command's `main-args`, then the user's `-- ARGS`.
+    pub args: Vec<String>,
+    pub mounts: Vec<Mount>,
+    /// The guest's working directory (the `cwd` of the WASI annotation).
+    pub current_dir: Option<String>,
+}
+
+/// A compiled command, ready to be instantiated for each request.
+pub struct GuestProgram {
+    engine: Engine,
+    runtime: SharedRuntime,
+    module: Module,
+    hash: ModuleHash,
+    name: String,
+    args: Vec<String>,
+    mounts: Vec<Mount>,
+    current_dir: Option<String>,
+}
+
+/// The per-request inputs and outputs of one instance.
+pub struct Invocation {
+    pub env: Vec<(String, String)>,
+    pub stdin: Bytes,
+    pub stdout: GuestStdout,
+    pub stderr: GuestLog,
+}
+
+/// How an instance ended.
+#[derive(Debug)]
+pub enum GuestExit {
+    /// `_start` returned or the guest called `proc_exit`.
+    Exited(i32),
+    /// The guest trapped (unreachable, out-of-bounds access, stack overflow...).
+    Trapped(String),
+    /// The instance could not be set up.
+    Failed(anyhow::Error),
+}
+
+impl GuestExit {
+    pub fn is_success(&self) -> bool {
+        matches!(self, GuestExit::Exited(0))
+    }
+}
+
+impl fmt::Display for GuestExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestExit::Exited(code) => write!(f, "exited with status {code}"),
+            GuestExit::Trapped(trap) => write!(f, "trapped: {trap}"),
+            GuestExit::Failed(error) => write!(f, "could not start: {error:#}"),
+        }
+    }
+}
+
+impl GuestProgram {
+    /// Compiles the module and checks it can run as a WASI command. Needs a Tokio runtime.
+    pub fn compile(spec: ProgramSpec) -> anyhow::Result<Self> {
+        let engine = new_engine();
+        let module = Module::new(&engine, &spec.wasm).context("the module does not compile")?;
+        check_is_wasi_command(&module)?;
+        Ok(GuestProgram {
+            runtime: sandboxed_runtime(&engine),
+            hash: ModuleHash::new(&spec.wasm),
+            engine,
+            module,
+            name: spec.name,
+            args: spec.args,
+            mounts: spec.mounts,
+            current_dir: spec.current_dir,
+        })
+    }
+
+    /// Runs one fresh instance to completion on the calling thread, which must be allowed to
+    /// block and must be inside a Tokio runtime context (e.g. a `spawn_blocking` thread).
+    pub fn run(&self, invocation: Invocation) -> GuestExit {
+        match self.instantiate_and_start(invocation) {
+            Ok(exit) => exit,
+            Err(error) => GuestExit::Failed(error),
+        }
+    }
+
+    fn instantiate_and_start(&self, invocation: Invocation) -> anyhow::Result<GuestExit> {
+        let (mut stdin_writer, stdin) = Pipe::channel();
+        stdin_writer
+            .write_all(&invocation.stdin)
+            .context("cannot fill the guest's stdin")?;
+        drop(stdin_writer); // the guest reads the body, then end-of-file
+
+        let mut runner = WasiRunner::new();
+        runner
+            .with_args(self.args.iter().cloned())
+            .with_envs(invocation.env)
+            .with_stdin(Box::new(stdin))
+            .with_stdout(Box::new(invocation.stdout))
+            .with_stderr(Box::new(invocation.stderr));
+        for mount in &self.mounts {
+            runner.with_mount(mount.guest.clone(), mount.filesystem.clone());
+        }
+        if let Some(dir) = &self.current_dir {
+            runner.with_current_dir(dir);
+        }
+        // Env and args are complete already; the annotation passed here must add nothing.
+        let annotation = webc::metadata::annotations::Wasi::new(&self.name);
+        let builder = runner.prepare_webc_env(
+            &self.name,
+            &annotation,
+            PackageOrHash::Hash(self.hash),
+            RuntimeOrEngine::Runtime(self.runtime.clone()),
+            None,
+        )?;
+        drop(runner);
+
+        let mut store = Store::new(self.engine.clone());
+        let (instance, wasi_env) =
+            builder.instantiate_ext(self.module.clone(), self.hash, &mut store)?;
+        let start = instance.exports.get_function("_start")?.clone();
+        let exit = match start.call(&mut store, &[]) {
+            Ok(_) => GuestExit::Exited(0),
+            Err(error) => match error.downcast::<WasiError>() {
+                Ok(WasiError::Exit(code)) => GuestExit::Exited(code.raw()),
+                Ok(other) => GuestExit::Trapped(other.to_string()),
+                Err(trap) => GuestExit::Trapped(trap.to_string()),
+            },
+        };
+        let code = match exit {
+            GuestExit::Exited(code) => code,
+            _ => 1,
+        };
+        // Closes the guest's files, stdout included, so the response stream ends.
+        wasi_env.on_exit(&mut store, Some(code.into()));
+        drop(instance);
+        drop(wasi_env);
+        drop(store);
+        Ok(exit)
+    }
+}
+
+/// Refuses, before serving, modules that would fail on every request.
+fn check_is_wasi_command(module: &Module) -> anyhow::Result<()> {
+    if let Some(import) = module
+        .imports()
+        .find(|i| !WASI_IMPORT_MODULES.contains(&i.module()))
+    {
+        bail!(
+            "the module imports `{}::{}`, which is not part of WASI; wcgi can only provide \
+             WASI and WASIX imports",
+            import.module(),
+            import.name()
+        );
+    }
+    let has_start = module
+        .exports()
+        .any(|export| export.name() == "_start" && matches!(export.ty(), ExternType::Function(_)));
+    if !has_start {
+        bail!(
+            "the module has no `_start` function: it is a library (reactor), not a WASI \
+             command; build it as a binary for wasm32-wasip1"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Everything that touches the WebAssembly engine: compiling a module once, and running one
+//! fresh, sandboxed instance of it per request.
+
+mod engine;
+mod instance;
+mod mounts;
+mod stdio;
+
+pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
+pub use mounts::{Mount, MountSpec, guest_path};
+pub use stdio::{GuestLog, StdoutReceiver, stdout_channel};

@@ -1,0 +1,200 @@
+//! Host directories made visible inside the guest, optionally read-only.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use futures_util::future::BoxFuture;
+use wasmer_wasix::virtual_fs::{
+    self, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig, ReadDir,
+    VirtualFile,
+};
+
+/// A host directory to mount at a guest path, as asked for by `[fs]`, `--mapdir` or `--dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Absolute path inside the guest.
+    pub guest: String,
+    /// Host directory; relative paths are relative to the current directory.
+    pub host: PathBuf,
+    pub read_only: bool,
+}
+
+impl MountSpec {
+    /// Parses `GUEST:HOST[:ro]`, the `--mapdir` syntax of Wasmer's CLI plus a read-only suffix.
+    pub fn parse_mapdir(raw: &str) -> Result<Self, String> {
+        let (spec, read_only) = match raw.strip_suffix(":ro") {
+            Some(spec) => (spec, true),
+            None => (raw, false),
+        };
+        let Some((guest, host)) = spec.split_once(':') else {
+            return Err(format!("expected GUEST:HOST or GUEST:HOST:ro, got `{raw}`"));
+        };
+        if guest.is_empty() || host.is_empty() {
+            return Err(format!(
+                "both the guest path and the host path are needed in `{raw}`"
+            ));
+        }
+        Ok(MountSpec {
+            guest: guest_path(guest),
+            host: PathBuf::from(host),
+            read_only,
+        })
+    }
+
+    /// `--dir HOST`: the host directory at the same path inside the guest.
+    pub fn same_path(host: &Path) -> anyhow::Result<Self> {
+        let absolute = std::path::absolute(host)
+            .with_context(|| format!("cannot resolve --dir {}", host.display()))?;
+        let guest = absolute
+            .to_str()
+            .with_context(|| format!("--dir {} is not a UTF-8 path", host.display()))?;
+        Ok(MountSpec {
+            guest: guest.to_string(),
+            host: host.to_path_buf(),
+            read_only: false,
+        })
+    }
+}
+
+/// A guest path as written in `[fs]` or `--mapdir`: relative names such as `app` mean `/app`.
+pub fn guest_path(raw: &str) -> String {
+    let trimmed = raw.trim_end_matches('/');
+    match trimmed.strip_prefix('/') {
+        Some(_) => trimmed.to_string(),
+        None if trimmed.is_empty() => "/".to_string(),
+        None => format!("/{}", trimmed.trim_start_matches("./")),
+    }
+}
+
+/// A mount whose host side was checked and opened once at start-up and is shared by every
+/// request (the host filesystem handle holds no per-instance state).
+#[derive(Clone)]
+pub struct Mount {
+    pub guest: String,
+    pub filesystem: Arc<dyn FileSystem + Send + Sync>,
+}
+
+impl fmt::Debug for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mount")
+            .field("guest", &self.guest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mount {
+    /// Checks the host directory exists and opens it. Needs a Tokio runtime context.
+    pub fn open(spec: &MountSpec, origin: &str) -> anyhow::Result<Self> {
+        let host = &spec.host;
+        if !host.exists() {
+            bail!("{origin}: host directory {} does not exist", host.display());
+        }
+        if !host.is_dir() {
+            bail!("{origin}: {} is not a directory", host.display());
+        }
+        let host_fs = virtual_fs::host_fs::FileSystem::new(tokio::runtime::Handle::current(), host)
+            .map_err(|error| {
+                anyhow::anyhow!("{origin}: cannot open {}: {error}", host.display())
+            })?;
+        let filesystem: Arc<dyn FileSystem + Send + Sync> = if spec.read_only {
+            Arc::new(ReadOnlyFileSystem(host_fs))
+        } else {
+            Arc::new(host_fs)
+        };
+        Ok(Mount {
+            guest: spec.guest.clone(),
+            filesystem,
+        })
+    }
+}
+
+/// Wraps a filesystem and refuses every change to it. The engine's host filesystem has no
+/// read-only mode, and an overlay would only hide writes in memory instead of rejecting them.
+#[derive(Debug)]
+pub struct ReadOnlyFileSystem<F>(pub F);
+
+impl<F: FileSystem> FileSystem for ReadOnlyFileSystem<F> {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        self.0.readlink(path)
+    }
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        self.0.read_dir(path)
+    }
+    fn create_dir(&self, _path: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn remove_dir(&self, _path: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn rename<'a>(
+        &'a self,
+        _from: &'a Path,
+        _to: &'a Path,
+    ) -> BoxFuture<'a, virtual_fs::Result<()>> {
+        Box::pin(async { Err(FsError::PermissionDenied) })
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.0.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.0.symlink_metadata(path)
+    }
+    fn remove_file(&self, _path: &Path) -> virtual_fs::Result<()> {
+        Err(FsError::PermissionDenied)
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl<F: FileSystem> FileOpener for ReadOnlyFileSystem<F> {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        if conf.write || conf.append || conf.create || conf.create_new || conf.truncate {
+            return Err(FsError::PermissionDenied);
+        }
+        self.0.new_open_options().options(conf.clone()).open(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapdir_specs_parse() {
+        let spec = MountSpec::parse_mapdir("/app:./site").unwrap();
+        assert_eq!(
+            spec,
+            MountSpec {
+                guest: "/app".into(),
+                host: "./site".into(),
+                read_only: false
+            }
+        );
+        let spec = MountSpec::parse_mapdir("data:/srv/data:ro").unwrap();
+        assert_eq!(
+            spec,
+            MountSpec {
+                guest: "/data".into(),
+                host: "/srv/data".into(),
+                read_only: true
+            }
+        );
+        assert!(MountSpec::parse_mapdir("/app").is_err());
+        assert!(MountSpec::parse_mapdir(":x").is_err());
+    }
+
+    #[test]
+    fn relative_guest_paths_are_rooted() {
+        assert_eq!(guest_path("app"), "/app");
+        assert_eq!(guest_path("./app/"), "/app");
+        assert_eq!(guest_path("/db"), "/db");
+        assert_eq!(guest_path("/"), "/");
+    }
+}

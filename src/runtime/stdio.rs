@@ -1,0 +1,256 @@
+//! The guest's stdout and stderr as host objects with bounded memory.
+//!
+//! The engine's `Pipe` is an unbounded channel: a guest writing faster than the client reads
+//! would pile its whole output up in host memory. [`GuestStdout`] is a bounded channel instead:
+//! when it is full the guest's `fd_write` waits, so a slow client slows the guest down.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
+use wasmer_wasix::VirtualFile;
+
+/// Largest piece of output carried in one channel message.
+const STDOUT_CHUNK: usize = 64 * 1024;
+/// Messages in flight per request: at most `STDOUT_CHUNK × STDOUT_CHUNKS` bytes are buffered.
+const STDOUT_CHUNKS: usize = 16;
+/// Guest stderr logged per request; the rest is counted and dropped.
+const STDERR_BUDGET: usize = 64 * 1024;
+
+/// The receiving end of a guest's stdout: output chunks in the order the guest wrote them,
+/// ending when the guest's instance is gone.
+pub type StdoutReceiver = mpsc::Receiver<Bytes>;
+
+/// Creates the guest's stdout and the host end that reads it.
+pub fn stdout_channel() -> (GuestStdout, StdoutReceiver) {
+    let (sender, receiver) = mpsc::channel(STDOUT_CHUNKS);
+    (
+        GuestStdout {
+            sender: Mutex::new(PollSender::new(sender)),
+        },
+        receiver,
+    )
+}
+
+/// The guest's stdout: writes wait while the host end is full and fail with a broken pipe
+/// once the host end is gone (the client disconnected or the response was refused).
+#[derive(Debug)]
+pub struct GuestStdout {
+    // The engine wants `Sync` stdio; the mutex is never contended, only `get_mut` is used.
+    sender: Mutex<PollSender<Bytes>>,
+}
+
+impl GuestStdout {
+    fn sender(&mut self) -> &mut PollSender<Bytes> {
+        self.sender
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn broken_pipe<E>(_: E) -> io::Error {
+    io::ErrorKind::BrokenPipe.into()
+}
+
+impl AsyncWrite for GuestStdout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let sender = self.sender();
+        ready!(sender.poll_reserve(cx)).map_err(broken_pipe)?;
+        let len = buf.len().min(STDOUT_CHUNK);
+        sender
+            .send_item(Bytes::copy_from_slice(&buf[..len]))
+            .map_err(broken_pipe)?;
+        Poll::Ready(Ok(len))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.sender().close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for GuestStdout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for GuestStdout {
+    fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(0))
+    }
+}
+
+impl VirtualFile for GuestStdout {
+    fn last_accessed(&self) -> u64 {
+        0
+    }
+    fn last_modified(&self) -> u64 {
+        0
+    }
+    fn created_time(&self) -> u64 {
+        0
+    }
+    fn size(&self) -> u64 {
+        0
+    }
+    fn set_len(&mut self, _new_size: u64) -> wasmer_wasix::virtual_fs::Result<()> {
+        Err(wasmer_wasix::FsError::PermissionDenied)
+    }
+    fn unlink(&mut self) -> wasmer_wasix::virtual_fs::Result<()> {
+        Ok(())
+    }
+    fn is_open(&self) -> bool {
+        self.sender.lock().is_ok_and(|sender| !sender.is_closed())
+    }
+    fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(0))
+    }
+    fn poll_write_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        ready!(self.sender().poll_reserve(cx)).map_err(broken_pipe)?;
+        Poll::Ready(Ok(STDOUT_CHUNK))
+    }
+}
+
+/// The guest's stderr: each line goes to the server log tagged with the request id, up to a
+/// per-request budget. It never reaches the client.
+#[derive(Debug)]
+pub struct GuestLog {
+    request_id: String,
+    line: Vec<u8>,
+    logged: usize,
+    dropped: usize,
+}
+
+impl GuestLog {
+    pub fn new(request_id: impl Into<String>) -> Self {
+        GuestLog {
+            request_id: request_id.into(),
+            line: Vec::new(),
+            logged: 0,
+            dropped: 0,
+        }
+    }
+
+    fn accept(&mut self, bytes: &[u8]) {
+        for chunk in bytes.split_inclusive(|&b| b == b'\n') {
+            let room = STDERR_BUDGET.saturating_sub(self.logged + self.line.len());
+            let kept = chunk.len().min(room);
+            self.line.extend_from_slice(&chunk[..kept]);
+            self.dropped += chunk.len() - kept;
+            if chunk.ends_with(b"\n") {
+                self.emit_line();
+            }
+        }
+    }
+
+    fn emit_line(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.line);
+        tracing::warn!(target: "wcgi::guest", request = %self.request_id, "{}", text.trim_end());
+        self.logged += self.line.len();
+        self.line.clear();
+    }
+}
+
+impl Drop for GuestLog {
+    fn drop(&mut self) {
+        self.emit_line();
+        if self.dropped > 0 {
+            tracing::warn!(
+                target: "wcgi::guest",
+                request = %self.request_id,
+                "stderr over {STDERR_BUDGET} bytes; {} more bytes not logged",
+                self.dropped
+            );
+        }
+    }
+}
+
+impl AsyncWrite for GuestLog {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.accept(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for GuestLog {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for GuestLog {
+    fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(0))
+    }
+}
+
+impl VirtualFile for GuestLog {
+    fn last_accessed(&self) -> u64 {
+        0
+    }
+    fn last_modified(&self) -> u64 {
+        0
+    }
+    fn created_time(&self) -> u64 {
+        0
+    }
+    fn size(&self) -> u64 {
+        0
+    }
+    fn set_len(&mut self, _new_size: u64) -> wasmer_wasix::virtual_fs::Result<()> {
+        Err(wasmer_wasix::FsError::PermissionDenied)
+    }
+    fn unlink(&mut self) -> wasmer_wasix::virtual_fs::Result<()> {
+        Ok(())
+    }
+    fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(0))
+    }
+    fn poll_write_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(STDERR_BUDGET))
+    }
+}

@@ -1,0 +1,207 @@
+//! Test harness: builds the guest fixtures, starts the real `wcgi` binary on a free loopback
+//! port, and talks HTTP to it.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How long a server may take to compile its module and start listening.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds a Cargo project for wasm32-wasip1 in release mode, once per test process.
+fn build_wasm_project(dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cannot run cargo");
+    assert!(
+        status.success(),
+        "building {} failed; is the target installed? (rustup target add wasm32-wasip1)",
+        dir.display()
+    );
+}
+
+/// Path of a fixture guest from `fixtures/src/bin/NAME.rs`.
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = repo_root().join("fixtures");
+    BUILT.get_or_init(|| build_wasm_project(&dir));
+    let path = dir.join(format!("target/wasm32-wasip1/release/{name}.wasm"));
+    assert!(path.is_file(), "no fixture {}", path.display());
+    path
+}
+
+/// The `examples/hello` package directory, with its module built.
+pub fn hello_example() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = repo_root().join("examples/hello");
+    BUILT.get_or_init(|| build_wasm_project(&dir));
+    dir
+}
+
+/// A temporary package directory holding `wasmer.toml` with the given text.
+pub fn package_dir(manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("wasmer.toml"), manifest).expect("write wasmer.toml");
+    dir
+}
+
+/// A blocking HTTP client that does not follow redirects.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// A running `wcgi run` process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base_url: String,
+    pub port: u16,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `wcgi run ARGS... --addr 127.0.0.1:0` and waits for its banner.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
+            .arg("run")
+            .args(args)
+            .args(["--addr", "127.0.0.1:0"])
+            .env("WCGI_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start wcgi");
+
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+
+        let stdout = child.stdout.take().expect("stdout");
+        let (banner_tx, banner_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = banner_tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let banner = match banner_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("wcgi did not start; its log:\n{}", logs.lock().unwrap());
+            }
+        };
+        let base_url = banner
+            .split(" on ")
+            .last()
+            .filter(|url| url.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+            .to_string();
+        let port = base_url.rsplit(':').next().unwrap().parse().expect("port");
+        assert!(banner.starts_with("Serving "), "unexpected banner: {banner}");
+        Server { child, base_url, port, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        client().get(self.url(path)).send().expect("GET failed")
+    }
+
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.get(path);
+        let status = response.status().as_u16();
+        (status, response.text().expect("body"))
+    }
+
+    /// The server's log so far (stderr).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `wcgi ARGS...` to completion (it must exit within a minute).
+pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start wcgi");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(_status) = child.try_wait().expect("try_wait") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wcgi {:?} did not exit", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Reads a response's body fully, returning what arrived and whether it ended cleanly.
+pub fn read_body(mut response: reqwest::blocking::Response) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    let clean = response.read_to_end(&mut body).is_ok();
+    (body, clean)
+}
