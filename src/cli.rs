@@ -83,7 +83,7 @@ pub struct RunArgs {
 
 fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
-        Some((key, _)) if key.is_empty() => Err("the variable name before `=` is empty".into()),
+        Some(("", _)) => Err("the variable name before `=` is empty".into()),
         Some((key, value)) if key.contains('\0') || value.contains('\0') => {
             Err("environment variables cannot contain NUL bytes".into())
         }

@@ -157,8 +157,8 @@ impl GuestProgram {
         };
         // Closes the guest's files, stdout included, so the response stream ends.
         wasi_env.on_exit(&mut store, Some(code.into()));
+        // Dropping the store frees the instance's memory before the slot is given back.
         drop(instance);
-        drop(wasi_env);
         drop(store);
         Ok(exit)
     }

@@ -20,7 +20,14 @@ pub fn repo_root() -> PathBuf {
 fn build_wasm_project(dir: &Path) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1", "--manifest-path"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(dir.join("target"))
@@ -80,9 +87,8 @@ impl Server {
     /// Starts `wcgi run ARGS... --addr 127.0.0.1:0` and waits for its banner.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
-            .arg("run")
+            .args(["run", "--addr", "127.0.0.1:0"])
             .args(args)
-            .args(["--addr", "127.0.0.1:0"])
             .env("WCGI_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -126,8 +132,16 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
             .to_string();
         let port = base_url.rsplit(':').next().unwrap().parse().expect("port");
-        assert!(banner.starts_with("Serving "), "unexpected banner: {banner}");
-        Server { child, base_url, port, logs }
+        assert!(
+            banner.starts_with("Serving "),
+            "unexpected banner: {banner}"
+        );
+        Server {
+            child,
+            base_url,
+            port,
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -178,7 +192,12 @@ pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("wcgi {:?} did not exit", args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>());
+            panic!(
+                "wcgi {:?} did not exit",
+                args.iter()
+                    .map(|a| a.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
