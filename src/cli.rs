@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -68,13 +69,33 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST")]
     pub dir: Vec<PathBuf>,
 
+    /// Wall-clock limit per request (`500ms`, `2s`, `1m`). Past it the client gets 504 (or the
+    /// response is cut short if it had started) and the instance is stopped.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Linear memory each instance may use (`64MiB`). A guest growing past it fails inside
+    /// the guest and its request gets 500.
+    #[arg(long, default_value = "512MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: u64,
+
     /// Largest request body accepted; bigger bodies get 413 (e.g. `16MiB`, `512KiB`).
     #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
     pub max_body: u64,
 
-    /// How many guest instances may run at once; further requests wait their turn.
+    /// How many instances may run at once [default: 2 × CPU cores]. Further requests wait in
+    /// a queue of --max-queue places.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
+
+    /// How many requests may wait for an instance; beyond it they get 503 with Retry-After.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_queue: usize,
+
+    /// After SIGINT/SIGTERM, how long requests in flight may take to finish before the
+    /// server exits anyway.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 
     /// Arguments appended to the guest's argv, after the command's `main-args`.
     #[arg(last = true, value_name = "ARGS")]
@@ -90,6 +111,11 @@ fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
         Some((key, value)) => Ok((key.to_string(), value.to_string())),
         None => Err(format!("expected KEY=VALUE, got `{raw}`")),
     }
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw)
+        .map_err(|_| format!("`{raw}` is not a duration; write it like `500ms`, `30s` or `2m`"))
 }
 
 fn parse_size(raw: &str) -> Result<u64, String> {
@@ -115,6 +141,13 @@ mod tests {
         assert_eq!(parse_size("16MiB").unwrap(), 16 * 1024 * 1024);
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

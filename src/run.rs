@@ -8,7 +8,7 @@ use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, CommandSpec, Package};
 use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, Limits};
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -25,7 +25,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let app = prepare(&args, &package, command)?;
         let banner_name = package.display_name.clone();
         let command_name = command.name.clone();
-        server::serve(app, args.addr, move |addr| {
+        server::serve(app, args.addr, args.shutdown_grace, move |addr| {
             format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
         })
         .await
@@ -66,14 +66,22 @@ fn prepare(args: &RunArgs, package: &Package, command: &CommandSpec) -> anyhow::
         args: guest_args,
         mounts,
         current_dir: command.wasi.cwd.clone(),
+        max_memory: args.max_memory,
     })
     .with_context(|| format!("command \"{}\"", command.name))?;
 
-    let max_guests = args
-        .max_concurrency
-        .map_or_else(default_concurrency, |n| n as usize);
-    let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
-    Ok(AppState::new(program, static_env, max_body, max_guests))
+    Ok(AppState::new(
+        program,
+        static_env,
+        Limits {
+            timeout: args.timeout,
+            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            max_guests: args
+                .max_concurrency
+                .map_or_else(default_concurrency, |n| n as usize),
+            max_queue: args.max_queue,
+        },
+    ))
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

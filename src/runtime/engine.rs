@@ -3,17 +3,22 @@
 use std::sync::Arc;
 
 use wasmer::Engine;
-use wasmer::sys::{Cranelift, EngineBuilder};
+use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{Runtime, UnsupportedVirtualNetworking};
 
+use super::memory_cap::MemoryCap;
+
 /// The shared WASI runtime handed to every instance.
 pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
 
-/// A Cranelift engine: fast enough to compile interpreters at start-up, good code.
-pub fn new_engine() -> Engine {
-    EngineBuilder::new(Cranelift::default()).engine().into()
+/// A Cranelift engine (fast enough to compile interpreters at start-up, good code) whose
+/// instances can use at most `max_memory` bytes of linear memory each.
+pub fn new_engine(max_memory: u64) -> Engine {
+    let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+    engine.set_tunables(MemoryCap::new(max_memory));
+    engine
 }
 
 /// The WASI runtime every guest runs in. Must be called inside a Tokio runtime.

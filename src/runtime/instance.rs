@@ -5,14 +5,19 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use wasmer::{Engine, ExternType, Module, Store};
 use wasmer_types::ModuleHash;
 use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
+use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
 use wasmer_wasix::{Pipe, WasiError};
 
 use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
+use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
 use super::stdio::{GuestLog, GuestStdout};
+use super::watchdog::{StopReason, Watchdog};
 
 /// Import namespaces the WASI runtime can satisfy.
 const WASI_IMPORT_MODULES: [&str; 4] = [
@@ -32,6 +37,8 @@ pub struct ProgramSpec {
     pub mounts: Vec<Mount>,
     /// The guest's working directory (the `cwd` of the WASI annotation).
     pub current_dir: Option<String>,
+    /// Linear memory each instance may use, in bytes.
+    pub max_memory: u64,
 }
 
 /// A compiled command, ready to be instantiated for each request.
@@ -52,6 +59,11 @@ pub struct Invocation {
     pub stdin: Bytes,
     pub stdout: GuestStdout,
     pub stderr: GuestLog,
+    /// When the instance is stopped if it is still running.
+    pub deadline: Instant,
+    /// Cancelled when nobody wants the response any more (the client went away); the
+    /// instance is then stopped.
+    pub abandoned: CancellationToken,
 }
 
 /// How an instance ended.
@@ -61,6 +73,10 @@ pub enum GuestExit {
     Exited(i32),
     /// The guest trapped (unreachable, out-of-bounds access, stack overflow...).
     Trapped(String),
+    /// Stopped at its deadline.
+    TimedOut,
+    /// Stopped because its response was no longer wanted.
+    Abandoned,
     /// The instance could not be set up.
     Failed(anyhow::Error),
 }
@@ -76,6 +92,8 @@ impl fmt::Display for GuestExit {
         match self {
             GuestExit::Exited(code) => write!(f, "exited with status {code}"),
             GuestExit::Trapped(trap) => write!(f, "trapped: {trap}"),
+            GuestExit::TimedOut => write!(f, "was stopped at its deadline (--timeout)"),
+            GuestExit::Abandoned => write!(f, "was stopped: the client went away"),
             GuestExit::Failed(error) => write!(f, "could not start: {error:#}"),
         }
     }
@@ -84,9 +102,10 @@ impl fmt::Display for GuestExit {
 impl GuestProgram {
     /// Compiles the module and checks it can run as a WASI command. Needs a Tokio runtime.
     pub fn compile(spec: ProgramSpec) -> anyhow::Result<Self> {
-        let engine = new_engine();
+        let engine = new_engine(spec.max_memory);
         let module = Module::new(&engine, &spec.wasm).context("the module does not compile")?;
         check_is_wasi_command(&module)?;
+        check_fits_memory_cap(&module, spec.max_memory)?;
         Ok(GuestProgram {
             runtime: sandboxed_runtime(&engine),
             hash: ModuleHash::new(&spec.wasm),
@@ -109,6 +128,9 @@ impl GuestProgram {
     }
 
     fn instantiate_and_start(&self, invocation: Invocation) -> anyhow::Result<GuestExit> {
+        if invocation.abandoned.is_cancelled() {
+            return Ok(GuestExit::Abandoned);
+        }
         let (mut stdin_writer, stdin) = Pipe::channel();
         stdin_writer
             .write_all(&invocation.stdin)
@@ -143,13 +165,30 @@ impl GuestProgram {
         let (instance, wasi_env) =
             builder.instantiate_ext(self.module.clone(), self.hash, &mut store)?;
         let start = instance.exports.get_function("_start")?.clone();
-        let exit = match start.call(&mut store, &[]) {
+
+        let interrupter = store.interrupter();
+        let process = wasi_env.data(&store).process.clone();
+        let watchdog = Watchdog::arm(invocation.deadline, invocation.abandoned, move || {
+            interrupter.interrupt();
+            process.signal_process(Signal::Sigkill);
+        });
+        let result = start.call(&mut store, &[]);
+        let stopped = watchdog.disarm();
+
+        let exit = match result {
             Ok(_) => GuestExit::Exited(0),
             Err(error) => match error.downcast::<WasiError>() {
                 Ok(WasiError::Exit(code)) => GuestExit::Exited(code.raw()),
                 Ok(other) => GuestExit::Trapped(other.to_string()),
                 Err(trap) => GuestExit::Trapped(trap.to_string()),
             },
+        };
+        // A guest that finished cleanly keeps its result even if the watchdog fired as it did.
+        let exit = match (stopped, exit) {
+            (_, exit) if exit.is_success() => exit,
+            (Some(StopReason::TimedOut), _) => GuestExit::TimedOut,
+            (Some(StopReason::Abandoned), _) => GuestExit::Abandoned,
+            (None, exit) => exit,
         };
         let code = match exit {
             GuestExit::Exited(code) => code,
@@ -162,6 +201,28 @@ impl GuestProgram {
         drop(store);
         Ok(exit)
     }
+}
+
+/// Refuses, before serving, a module whose initial memory is already over the cap.
+fn check_fits_memory_cap(module: &Module, max_memory: u64) -> anyhow::Result<()> {
+    let memories = module
+        .exports()
+        .map(|export| export.ty().clone())
+        .chain(module.imports().map(|import| import.ty().clone()));
+    for ty in memories {
+        if let ExternType::Memory(memory) = ty {
+            let needed = u64::from(memory.minimum.0) * PAGE_SIZE;
+            if needed > max_memory {
+                bail!(
+                    "the module needs {} of memory at start, more than --max-memory {}; raise \
+                     --max-memory",
+                    bytesize::ByteSize::b(needed),
+                    bytesize::ByteSize::b(max_memory)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, before serving, modules that would fail on every request.

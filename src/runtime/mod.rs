@@ -3,8 +3,10 @@
 
 mod engine;
 mod instance;
+mod memory_cap;
 mod mounts;
 mod stdio;
+mod watchdog;
 
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountSpec, guest_path};

@@ -94,19 +94,123 @@ impl Mount {
         if !host.is_dir() {
             bail!("{origin}: {} is not a directory", host.display());
         }
-        let host_fs = virtual_fs::host_fs::FileSystem::new(tokio::runtime::Handle::current(), host)
-            .map_err(|error| {
-                anyhow::anyhow!("{origin}: cannot open {}: {error}", host.display())
-            })?;
+        let root = std::fs::canonicalize(host)
+            .with_context(|| format!("{origin}: cannot open {}", host.display()))?;
+        let host_fs =
+            virtual_fs::host_fs::FileSystem::new(tokio::runtime::Handle::current(), &root)
+                .map_err(|error| {
+                    anyhow::anyhow!("{origin}: cannot open {}: {error}", host.display())
+                })?;
+        let contained = ContainedFileSystem {
+            inner: host_fs,
+            root,
+        };
         let filesystem: Arc<dyn FileSystem + Send + Sync> = if spec.read_only {
-            Arc::new(ReadOnlyFileSystem(host_fs))
+            Arc::new(ReadOnlyFileSystem(contained))
         } else {
-            Arc::new(host_fs)
+            Arc::new(contained)
         };
         Ok(Mount {
             guest: spec.guest.clone(),
             filesystem,
         })
+    }
+}
+
+/// Keeps a guest inside its host directory. The host filesystem resolves `..` within the
+/// mount, but the OS follows symlinks, so a link inside the directory pointing outside it would
+/// hand out host files. Every path is resolved on the host first and refused if its real
+/// location is outside the root.
+#[derive(Debug)]
+pub struct ContainedFileSystem<F> {
+    inner: F,
+    /// The mount's host directory, canonical.
+    root: PathBuf,
+}
+
+impl<F> ContainedFileSystem<F> {
+    /// Checks where `path` really is. For a path that does not exist yet (a file about to be
+    /// created), its closest existing ancestor is checked. With `follow_last = false` the last
+    /// component itself is not resolved (it may be a symlink that is only read, not followed).
+    fn check(&self, path: &Path, follow_last: bool) -> virtual_fs::Result<()> {
+        let mut host_path = self.root.clone();
+        for component in path.components() {
+            match component {
+                std::path::Component::Normal(part) => host_path.push(part),
+                std::path::Component::ParentDir => {
+                    if host_path != self.root {
+                        host_path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !follow_last && host_path != self.root {
+            host_path.pop();
+        }
+        loop {
+            match std::fs::canonicalize(&host_path) {
+                Ok(real) if real.starts_with(&self.root) => return Ok(()),
+                Ok(_) => return Err(FsError::PermissionDenied),
+                Err(_) if host_path.pop() && host_path.starts_with(&self.root) => continue,
+                Err(_) => return Err(FsError::EntryNotFound),
+            }
+        }
+    }
+}
+
+impl<F: FileSystem> FileSystem for ContainedFileSystem<F> {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        self.check(path, false)?;
+        self.inner.readlink(path)
+    }
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        self.check(path, true)?;
+        self.inner.read_dir(path)
+    }
+    fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.check(path, true)?;
+        self.inner.create_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.check(path, false)?;
+        self.inner.remove_dir(path)
+    }
+    fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> BoxFuture<'a, virtual_fs::Result<()>> {
+        Box::pin(async move {
+            self.check(from, false)?;
+            self.check(to, false)?;
+            self.inner.rename(from, to).await
+        })
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.check(path, true)?;
+        self.inner.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.check(path, false)?;
+        self.inner.symlink_metadata(path)
+    }
+    fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.check(path, false)?;
+        self.inner.remove_file(path)
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl<F: FileSystem> FileOpener for ContainedFileSystem<F> {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        self.check(path, true)?;
+        self.inner
+            .new_open_options()
+            .options(conf.clone())
+            .open(path)
     }
 }
 

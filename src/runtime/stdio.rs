@@ -4,6 +4,7 @@
 //! would pile its whole output up in host memory. [`GuestStdout`] is a bounded channel instead:
 //! when it is full the guest's `fd_write` waits, so a slow client slows the guest down.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{CancellationToken, PollSender, WaitForCancellationFutureOwned};
 use wasmer_wasix::VirtualFile;
 
 /// Largest piece of output carried in one channel message.
@@ -26,12 +27,17 @@ const STDERR_BUDGET: usize = 64 * 1024;
 /// ending when the guest's instance is gone.
 pub type StdoutReceiver = mpsc::Receiver<Bytes>;
 
-/// Creates the guest's stdout and the host end that reads it.
-pub fn stdout_channel() -> (GuestStdout, StdoutReceiver) {
+/// Creates the guest's stdout and the host end that reads it. Once `abandoned` is
+/// cancelled, writes fail, even a write already waiting for room.
+pub fn stdout_channel(abandoned: CancellationToken) -> (GuestStdout, StdoutReceiver) {
     let (sender, receiver) = mpsc::channel(STDOUT_CHUNKS);
+    let inner = StdoutInner {
+        sender: PollSender::new(sender),
+        abandoned: Box::pin(abandoned.cancelled_owned()),
+    };
     (
         GuestStdout {
-            sender: Mutex::new(PollSender::new(sender)),
+            inner: Mutex::new(inner),
         },
         receiver,
     )
@@ -42,14 +48,31 @@ pub fn stdout_channel() -> (GuestStdout, StdoutReceiver) {
 #[derive(Debug)]
 pub struct GuestStdout {
     // The engine wants `Sync` stdio; the mutex is never contended, only `get_mut` is used.
-    sender: Mutex<PollSender<Bytes>>,
+    inner: Mutex<StdoutInner>,
+}
+
+#[derive(Debug)]
+struct StdoutInner {
+    sender: PollSender<Bytes>,
+    abandoned: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl GuestStdout {
-    fn sender(&mut self) -> &mut PollSender<Bytes> {
-        self.sender
+    fn inner(&mut self) -> &mut StdoutInner {
+        self.inner
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl StdoutInner {
+    /// Waits for room for one chunk; fails once the output is no longer wanted.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.abandoned.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        ready!(self.sender.poll_reserve(cx)).map_err(broken_pipe)?;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -66,10 +89,11 @@ impl AsyncWrite for GuestStdout {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let sender = self.sender();
-        ready!(sender.poll_reserve(cx)).map_err(broken_pipe)?;
+        let inner = self.inner();
+        ready!(inner.poll_room(cx))?;
         let len = buf.len().min(STDOUT_CHUNK);
-        sender
+        inner
+            .sender
             .send_item(Bytes::copy_from_slice(&buf[..len]))
             .map_err(broken_pipe)?;
         Poll::Ready(Ok(len))
@@ -80,7 +104,7 @@ impl AsyncWrite for GuestStdout {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.sender().close();
+        self.inner().sender.close();
         Poll::Ready(Ok(()))
     }
 }
@@ -124,13 +148,15 @@ impl VirtualFile for GuestStdout {
         Ok(())
     }
     fn is_open(&self) -> bool {
-        self.sender.lock().is_ok_and(|sender| !sender.is_closed())
+        self.inner
+            .lock()
+            .is_ok_and(|inner| !inner.sender.is_closed())
     }
     fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         Poll::Ready(Ok(0))
     }
     fn poll_write_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        ready!(self.sender().poll_reserve(cx)).map_err(broken_pipe)?;
+        ready!(self.inner().poll_room(cx))?;
         Poll::Ready(Ok(STDOUT_CHUNK))
     }
 }

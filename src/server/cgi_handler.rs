@@ -12,6 +12,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use super::access_log::AccessRecord;
@@ -20,6 +22,11 @@ use crate::runtime::{GuestExit, GuestLog, Invocation, StdoutReceiver, stdout_cha
 
 /// Most local redirects (`Location: /path` without `Status`) followed for one request.
 const MAX_LOCAL_REDIRECTS: usize = 10;
+/// Extra time, past the deadline, for a stopped instance to wind down before the handler
+/// gives up waiting for its head. The watchdog normally stops it within milliseconds.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// `Retry-After` sent with 503 when the server is saturated, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Both ends of the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -49,26 +56,46 @@ pub async fn serve_request(
     ConnectInfo(addrs): ConnectInfo<ConnectionAddrs>,
     request: Request,
 ) -> Response {
+    let deadline = Instant::now() + app.limits.timeout;
     let request_id = app.next_request_id();
     let (parts, body) = request.into_parts();
     let mut record = AccessRecord::new(&request_id, &parts.method, parts.uri.path());
 
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > app.limits.max_body as u64) {
+        return plain(
+            record,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        );
+    }
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
         || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let body = match Limited::new(body, app.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+    let collected = Limited::new(body, app.limits.max_body).collect();
+    let body = match tokio::time::timeout_at(deadline, collected).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return plain(
                 record,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large\n",
             );
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return plain(
                 record,
                 StatusCode::BAD_REQUEST,
                 "could not read the request body\n",
+            );
+        }
+        Err(_) => {
+            return plain(
+                record,
+                StatusCode::REQUEST_TIMEOUT,
+                "request body too slow\n",
             );
         }
     };
@@ -82,7 +109,7 @@ pub async fn serve_request(
     };
 
     for _ in 0..=MAX_LOCAL_REDIRECTS {
-        match run_guest(&app, addrs, &target, &request_id, record).await {
+        match run_guest(&app, addrs, &target, &request_id, record, deadline).await {
             Ok(Outcome::Respond(response)) => return response,
             Ok(Outcome::LocalRedirect(location, next_record)) => {
                 record = next_record;
@@ -130,6 +157,7 @@ async fn run_guest(
     target: &Target,
     request_id: &str,
     mut record: AccessRecord,
+    deadline: Instant,
 ) -> Result<Outcome, Response> {
     let request = CgiRequest {
         method: &target.method,
@@ -149,19 +177,34 @@ async fn run_guest(
         }
     };
 
-    let Ok(slot) = app.guest_slots.clone().acquire_owned().await else {
-        return Err(plain(
-            record,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server is shutting down\n",
-        ));
+    let slot = match app.admit(deadline).await {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::warn!(request = %request_id, "no instance available: {refusal:?}");
+            let mut response = plain(
+                record,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server busy, retry later\n",
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            return Err(response);
+        }
     };
-    let (stdout, mut output) = stdout_channel();
+    // Whoever drops this guard (an early return, or the response body when the client goes
+    // away) stops the instance.
+    let abandoned = CancellationToken::new();
+    let stop_guest_on_drop = abandoned.clone().drop_guard();
+    let (stdout, mut output) = stdout_channel(abandoned.clone());
     let invocation = Invocation {
         env,
         stdin: target.body.clone(),
         stdout,
         stderr: GuestLog::new(request_id),
+        deadline,
+        abandoned,
     };
     let guest_app = app.clone();
     let guest = tokio::task::spawn_blocking(move || {
@@ -170,26 +213,42 @@ async fn run_guest(
         exit
     });
 
-    let (head, bounds) = match read_head(&mut output).await {
-        Ok(head) => head,
-        Err(HeadError::Unterminated) => {
+    let head = tokio::time::timeout_at(deadline + STOP_GRACE, read_head(&mut output)).await;
+    let (head, bounds) = match head {
+        Ok(Ok(head)) => head,
+        Ok(Err(HeadError::Unterminated)) => {
             drop(output);
             let exit = wait(guest).await;
-            return Err(if exit.is_success() {
-                tracing::warn!(request = %request_id, "bad gateway: {}", HeadError::Unterminated);
-                plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n")
-            } else {
-                tracing::warn!(request = %request_id, "guest {exit}");
-                plain(
-                    record,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal server error\n",
-                )
+            return Err(match exit {
+                GuestExit::TimedOut => {
+                    tracing::warn!(request = %request_id, "guest {exit}");
+                    plain(record, StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n")
+                }
+                _ if exit.is_success() => {
+                    tracing::warn!(request = %request_id, "bad gateway: {}", HeadError::Unterminated);
+                    plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n")
+                }
+                _ => {
+                    tracing::warn!(request = %request_id, "guest {exit}");
+                    plain(
+                        record,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal server error\n",
+                    )
+                }
             });
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::warn!(request = %request_id, "bad gateway: {error}");
             return Err(plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n"));
+        }
+        Err(_elapsed) => {
+            tracing::warn!(request = %request_id, "guest did not stop at its deadline; abandoning it");
+            return Err(plain(
+                record,
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway timeout\n",
+            ));
         }
     };
     let parsed = match parse_response_head(&head[..bounds.head_len]) {
@@ -210,7 +269,16 @@ async fn run_guest(
 
     record.set_status(status);
     let already_read = head.slice(bounds.body_start..);
-    let body = stream_body(already_read, output, guest, record, request_id.to_string());
+    let body = stream_body(
+        already_read,
+        output,
+        guest,
+        BodyContext {
+            record,
+            request_id: request_id.to_string(),
+            _stop_guest_on_drop: stop_guest_on_drop,
+        },
+    );
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = parsed.headers;
@@ -250,26 +318,31 @@ async fn read_head(output: &mut StdoutReceiver) -> Result<(Bytes, HeadBounds), H
 /// The response body: what was read with the head, then the guest's output as it arrives.
 /// If the guest fails after its head went out, the stream ends with an error, so the client
 /// sees a cut-short response rather than a complete-looking one.
+/// What the response body carries along besides the guest's output.
+struct BodyContext {
+    record: AccessRecord,
+    request_id: String,
+    /// Dropped with the body: a client that goes away mid-response stops the instance.
+    _stop_guest_on_drop: DropGuard,
+}
+
 fn stream_body(
     already_read: Bytes,
     output: StdoutReceiver,
     guest: JoinHandle<GuestExit>,
-    record: AccessRecord,
-    request_id: String,
+    context: BodyContext,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
     struct State {
         pending: Option<Bytes>,
         output: StdoutReceiver,
         guest: Option<JoinHandle<GuestExit>>,
-        record: AccessRecord,
-        request_id: String,
+        context: BodyContext,
     }
     let state = State {
         pending: Some(already_read).filter(|bytes| !bytes.is_empty()),
         output,
         guest: Some(guest),
-        record,
-        request_id,
+        context,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         let chunk = match state.pending.take() {
@@ -277,16 +350,16 @@ fn stream_body(
             None => state.output.recv().await,
         };
         if let Some(chunk) = chunk {
-            state.record.add_bytes(chunk.len());
+            state.context.record.add_bytes(chunk.len());
             return Some((Ok(chunk), state));
         }
         let guest = state.guest.take()?;
         let exit = wait(guest).await;
         if exit.is_success() {
-            state.record.complete();
+            state.context.record.complete();
             return None;
         }
-        tracing::warn!(request = %state.request_id, "guest {exit} after sending its headers; response cut short");
+        tracing::warn!(request = %state.context.request_id, "guest {exit} after sending its headers; response cut short");
         Some((Err(io::Error::other("guest failed")), state))
     })
 }

@@ -3,50 +3,105 @@
 mod access_log;
 mod cgi_handler;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::cgi::StaticEnv;
 use crate::runtime::GuestProgram;
 use cgi_handler::ConnectionAddrs;
 
+/// Per-request limits, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit per request, queueing included.
+    pub timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+    /// Instances allowed to run at once.
+    pub max_guests: usize,
+    /// Requests allowed to wait for an instance.
+    pub max_queue: usize,
+}
+
 /// Shared by every request; built once before listening.
 pub struct AppState {
     pub program: GuestProgram,
     pub static_env: StaticEnv,
-    /// Largest request body accepted, in bytes.
-    pub max_body: usize,
-    /// One permit per guest allowed to run at once.
-    pub guest_slots: Arc<Semaphore>,
+    pub limits: Limits,
+    /// One permit per instance allowed to run at once.
+    guest_slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
     next_request: AtomicU64,
 }
 
+/// Why a request did not get an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The wait queue is full.
+    QueueFull,
+    /// No instance became free before the request's deadline.
+    WaitedTooLong,
+}
+
 impl AppState {
-    pub fn new(
-        program: GuestProgram,
-        static_env: StaticEnv,
-        max_body: usize,
-        max_guests: usize,
-    ) -> Self {
+    pub fn new(program: GuestProgram, static_env: StaticEnv, limits: Limits) -> Self {
         AppState {
             program,
             static_env,
-            max_body,
-            guest_slots: Arc::new(Semaphore::new(max_guests)),
+            guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
+            limits,
+            waiting: AtomicUsize::new(0),
             next_request: AtomicU64::new(1),
         }
     }
 
     fn next_request_id(&self) -> String {
         format!("r{}", self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A slot to run one instance in: at once if one is free, else after waiting in the
+    /// bounded queue until one frees up or the deadline passes.
+    async fn admit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, Refusal> {
+        if let Ok(slot) = self.guest_slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let _place = QueuePlace::take(&self.waiting, self.limits.max_queue)?;
+        match tokio::time::timeout_at(deadline, self.guest_slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            Ok(Err(_)) | Err(_) => Err(Refusal::WaitedTooLong),
+        }
+    }
+}
+
+/// A place in the wait queue, given back when dropped.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Result<Self, Refusal> {
+        let before = waiting.fetch_add(1, Ordering::SeqCst);
+        let place = QueuePlace(waiting);
+        if before >= max {
+            return Err(Refusal::QueueFull);
+        }
+        Ok(place)
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -58,10 +113,12 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnectionAddrs {
     }
 }
 
-/// Binds `addr`, prints the banner, and serves until SIGINT or SIGTERM.
+/// Binds `addr`, prints the banner, and serves until SIGINT or SIGTERM; then lets requests in
+/// flight finish for at most `grace`.
 pub async fn serve(
     app: AppState,
     addr: SocketAddr,
+    grace: Duration,
     banner: impl FnOnce(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
@@ -76,13 +133,23 @@ pub async fn serve(
     let router = Router::new()
         .fallback(cgi_handler::serve_request)
         .with_state(Arc::new(app));
-    axum::serve(
+    let stopping = CancellationToken::new();
+    let signalled = stopping.clone();
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<ConnectionAddrs>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("the server stopped unexpectedly")?;
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        signalled.cancel();
+    });
+    tokio::select! {
+        served = server.into_future() => served.context("the server stopped unexpectedly")?,
+        () = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("requests still running after the {grace:?} shutdown grace; exiting anyway"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
