@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a package over HTTP, one sandboxed instance per request.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a project from a template (not implemented yet).
     New(UnimplementedArgs),
     /// Show a package's commands, runners, annotations and volumes (not implemented yet).

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::New(_) => not_implemented("new"),
         Command::Inspect(_) => not_implemented("inspect"),
         Command::Pull(_) => not_implemented("pull"),

@@ -137,10 +137,8 @@ impl<F> ContainedFileSystem<F> {
         for component in path.components() {
             match component {
                 std::path::Component::Normal(part) => host_path.push(part),
-                std::path::Component::ParentDir => {
-                    if host_path != self.root {
-                        host_path.pop();
-                    }
+                std::path::Component::ParentDir if host_path != self.root => {
+                    host_path.pop();
                 }
                 _ => {}
             }

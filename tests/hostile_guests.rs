@@ -1,0 +1,324 @@
+//! Hostile guests and clients cost one request, never the server.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Server, client, fixture, read_body};
+
+/// Waits until the server has been idle (under 5 % of one core) for a second, or fails.
+fn assert_goes_idle(server: &Server) {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = server.cpu_time();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = server.cpu_time() - before;
+        if used <= Duration::from_millis(50) {
+            return;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "server still busy: {used:?} of CPU per second"
+        );
+    }
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_timeout() {
+    let server = Server::start(&[
+        fixture("spin").as_os_str(),
+        "--timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    let started = Instant::now();
+    let response = server.get("/");
+    let took = started.elapsed();
+    assert_eq!(response.status(), 504);
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert_goes_idle(&server);
+    assert!(server.logs().contains("stopped at its deadline"));
+}
+
+#[test]
+fn a_guest_blocked_in_a_system_call_is_stopped_at_the_timeout() {
+    let server = Server::start(&[
+        fixture("sleepy").as_os_str(),
+        "--timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    let started = Instant::now();
+    assert_eq!(server.get("/").status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The same server still serves a guest that finishes in time.
+    assert_eq!(server.get_text("/?10"), (200, "slept 10ms\n".to_string()));
+}
+
+#[test]
+fn a_memory_bomb_fails_alone() {
+    let server = Server::start(&[
+        fixture("memory-bomb").as_os_str(),
+        "--max-memory".as_ref(),
+        "64MiB".as_ref(),
+    ]);
+    let rss_before = server.rss();
+    for _ in 0..3 {
+        assert_eq!(server.get("/").status(), 500);
+    }
+    // The instances' memory is given back.
+    let grown = server.rss().saturating_sub(rss_before);
+    assert!(grown < 48 << 20, "RSS grew by {} MiB", grown >> 20);
+}
+
+#[test]
+fn a_module_needing_more_memory_than_the_cap_is_refused_at_start() {
+    let output = common::run_wcgi(&[
+        "run".as_ref(),
+        fixture("hello").as_os_str(),
+        "--max-memory".as_ref(),
+        "64KiB".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("raise --max-memory"), "{stderr}");
+}
+
+#[test]
+fn fifty_megabytes_stream_with_bounded_server_memory() {
+    let server = Server::start(&[fixture("big-output")]);
+    let rss_before = server.rss();
+    let mut response = server.get("/?50");
+    assert_eq!(response.status(), 200);
+    // Read slowly at first: the guest must wait for us rather than fill the server's memory.
+    let mut chunk = vec![0u8; 1 << 20];
+    response.read_exact(&mut chunk).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let rss_while_stalled = server.rss();
+    let mut total = chunk.len() as u64;
+    let mut peak = rss_while_stalled;
+    loop {
+        let read = response.read(&mut chunk).unwrap();
+        if read == 0 {
+            break;
+        }
+        total += read as u64;
+        if total % (8 << 20) < read as u64 {
+            peak = peak.max(server.rss());
+        }
+    }
+    assert_eq!(total, 50 << 20);
+    let growth = peak.saturating_sub(rss_before);
+    assert!(growth < 64 << 20, "server RSS grew by {} MiB", growth >> 20);
+}
+
+#[test]
+fn oversized_and_garbage_heads_are_bad_gateways() {
+    let server = Server::start(&[
+        fixture("huge-head").as_os_str(),
+        "--timeout".as_ref(),
+        "5s".as_ref(),
+    ]);
+    for path in ["/line", "/block", "/forever"] {
+        let started = Instant::now();
+        assert_eq!(server.get(path).status(), 502, "{path}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_goes_idle(&server);
+}
+
+#[test]
+fn large_bodies_get_413_without_an_instance() {
+    let server = Server::start(&[
+        fixture("env").as_os_str(),
+        "--max-body".as_ref(),
+        "64KiB".as_ref(),
+    ]);
+    let response = client()
+        .post(server.url("/"))
+        .body(vec![1u8; 65 * 1024])
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(vec![1u8; 200 * 1024]));
+    match client().post(server.url("/")).body(chunked).send() {
+        Ok(response) => assert_eq!(response.status(), 413),
+        // The server may answer and close before the client finished sending.
+        Err(error) => assert!(error.is_request() || error.is_body(), "{error}"),
+    }
+    let (status, _) = server.get_text("/");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_flood_beyond_the_queue_gets_503_with_retry_after() {
+    let server = Server::start(&[
+        fixture("sleepy").as_os_str(),
+        "--max-concurrency".as_ref(),
+        "1".as_ref(),
+        "--max-queue".as_ref(),
+        "1".as_ref(),
+    ]);
+    let url = server.url("/?800");
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = client().get(&url).send().unwrap();
+                let retry_after = response.headers().get("retry-after").cloned();
+                (response.status().as_u16(), retry_after)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let served = results.iter().filter(|(status, _)| *status == 200).count();
+    let refused: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert!((1..=2).contains(&served), "{results:?}");
+    assert_eq!(served + refused.len(), 6, "{results:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retry)| retry.as_ref().is_some_and(|v| v == "1"))
+    );
+    assert_eq!(server.get_text("/?1").0, 200);
+}
+
+#[test]
+fn a_client_that_disconnects_stops_its_guest() {
+    let server = Server::start(&[fixture("big-output")]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(stream, "GET /?100000 HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut start = [0u8; 4096];
+    stream.read_exact(&mut start).unwrap();
+    drop(stream);
+    assert_goes_idle(&server);
+    let logs = server.logs();
+    assert!(logs.contains("(cut short)"), "{logs}");
+    assert_eq!(server.get_text("/?0").0, 200);
+}
+
+#[test]
+fn graceful_shutdown_answers_every_request_in_flight() {
+    let mut server = Server::start(&[
+        fixture("sleepy").as_os_str(),
+        "--max-concurrency".as_ref(),
+        "20".as_ref(),
+    ]);
+    let url = server.url("/?1500");
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = client().get(&url).send().unwrap();
+                (response.status().as_u16(), response.text().unwrap())
+            })
+        })
+        .collect();
+    // Let every request reach its guest, then ask the server to stop.
+    std::thread::sleep(Duration::from_millis(600));
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    for handle in handles {
+        assert_eq!(handle.join().unwrap(), (200, "slept 1500ms\n".to_string()));
+    }
+}
+
+#[test]
+fn shutdown_does_not_wait_past_its_grace() {
+    let mut server = Server::start(&[
+        fixture("spin").as_os_str(),
+        "--shutdown-grace".as_ref(),
+        "500ms".as_ref(),
+    ]);
+    let url = server.url("/");
+    let request =
+        std::thread::spawn(move || client().get(&url).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = server.terminate(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = request.join().unwrap();
+}
+
+#[test]
+fn symlinks_and_dot_dots_cannot_leave_a_mapped_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "host secret\n").unwrap();
+    let mapped = tempfile::tempdir().unwrap();
+    std::fs::write(mapped.path().join("public.txt"), "public\n").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        mapped.path().join("link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), mapped.path().join("linkdir")).unwrap();
+    std::os::unix::fs::symlink("public.txt", mapped.path().join("inside-link.txt")).unwrap();
+    let mapdir = format!("/app:{}", mapped.path().display());
+    let server = Server::start(&[
+        fixture("files").as_os_str(),
+        "--mapdir".as_ref(),
+        mapdir.as_ref(),
+    ]);
+
+    assert_eq!(
+        server.get_text("/public.txt"),
+        (200, "public\n".to_string())
+    );
+    assert_eq!(
+        server.get_text("/inside-link.txt"),
+        (200, "public\n".to_string())
+    );
+    let outside_name = outside.path().file_name().unwrap().to_str().unwrap();
+    for probe in [
+        "/link.txt".to_string(),
+        "/linkdir/secret.txt".to_string(),
+        format!("/%2e%2e/{outside_name}/secret.txt"),
+        format!("/..%2f{outside_name}%2fsecret.txt"),
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd".to_string(),
+    ] {
+        let (status, body) = server.get_text(&probe);
+        assert_eq!(status, 404, "{probe}: {body}");
+        assert!(
+            !body.contains("host secret") && !body.contains("root:"),
+            "{probe}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_cut_response_never_looks_complete() {
+    let server = Server::start(&[
+        fixture("big-output").as_os_str(),
+        "--timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    // 100 GB cannot be sent in a second: the stream is cut at the deadline.
+    let response = server.get("/?100000");
+    assert_eq!(response.status(), 200);
+    let (body, clean) = read_body(response);
+    assert!(
+        !clean,
+        "a cut response must not end cleanly ({} bytes)",
+        body.len()
+    );
+}
