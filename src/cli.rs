@@ -92,6 +92,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_queue: usize,
 
+    /// How long a client may take to send a request's head before its connection is closed
+    /// (stops slow-loris clients from holding connections).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
     /// After SIGINT/SIGTERM, how long requests in flight may take to finish before the
     /// server exits anyway.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]

@@ -8,7 +8,7 @@ use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, CommandSpec, Package};
 use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
-use crate::server::{self, AppState, Limits};
+use crate::server::{self, AppState, ConnectionLimits, Limits};
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -25,7 +25,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let app = prepare(&args, &package, command)?;
         let banner_name = package.display_name.clone();
         let command_name = command.name.clone();
-        server::serve(app, args.addr, args.shutdown_grace, move |addr| {
+        let connection_limits = ConnectionLimits {
+            header_timeout: args.header_timeout,
+            shutdown_grace: args.shutdown_grace,
+        };
+        server::serve(app, args.addr, connection_limits, move |addr| {
             format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
         })
         .await

@@ -322,3 +322,65 @@ fn a_cut_response_never_looks_complete() {
         body.len()
     );
 }
+
+/// Reads from `stream` until the server closes it; returns what arrived and when it closed.
+fn read_until_closed(mut stream: TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_client_trickling_its_headers_is_cut_off() {
+    let server = Server::start(&[
+        fixture("hello").as_os_str(),
+        "--header-timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    let writer = stream.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut writer = writer;
+        for index in 0..20 {
+            std::thread::sleep(Duration::from_millis(300));
+            if write!(writer, "X-Slow-{index}: 1\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let (received, closed_after) = read_until_closed(stream, Duration::from_secs(10));
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "connection held for {closed_after:?}"
+    );
+    assert!(!received.contains("Hello"), "{received}");
+    trickle.join().unwrap();
+    assert_eq!(server.get_text("/").0, 200);
+}
+
+#[test]
+fn a_client_stalling_its_body_gets_408() {
+    let server = Server::start(&[
+        fixture("echo").as_os_str(),
+        "--timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\nonly ten b"
+    )
+    .unwrap();
+    let (received, closed_after) = read_until_closed(stream, Duration::from_secs(10));
+    assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "took {closed_after:?}"
+    );
+}

@@ -2,8 +2,8 @@
 
 mod access_log;
 mod cgi_handler;
+mod listener;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -20,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgi::StaticEnv;
 use crate::runtime::GuestProgram;
-use cgi_handler::ConnectionAddrs;
+pub use listener::ConnectionLimits;
 
 /// Per-request limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -105,20 +103,12 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for ConnectionAddrs {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        let remote = *stream.remote_addr();
-        let local = stream.io().local_addr().unwrap_or(remote);
-        ConnectionAddrs { local, remote }
-    }
-}
-
 /// Binds `addr`, prints the banner, and serves until SIGINT or SIGTERM; then lets requests in
-/// flight finish for at most `grace`.
+/// flight finish for at most the shutdown grace.
 pub async fn serve(
     app: AppState,
     addr: SocketAddr,
-    grace: Duration,
+    limits: ConnectionLimits,
     banner: impl FnOnce(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
@@ -135,21 +125,11 @@ pub async fn serve(
         .with_state(Arc::new(app));
     let stopping = CancellationToken::new();
     let signalled = stopping.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<ConnectionAddrs>(),
-    )
-    .with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         signalled.cancel();
     });
-    tokio::select! {
-        served = server.into_future() => served.context("the server stopped unexpectedly")?,
-        () = async {
-            stopping.cancelled().await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!("requests still running after the {grace:?} shutdown grace; exiting anyway"),
-    }
+    listener::accept_until(listener, router, limits, stopping).await;
     tracing::info!("stopped");
     Ok(())
 }
