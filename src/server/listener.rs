@@ -57,6 +57,11 @@ pub async fn accept_until(
             },
             () = stopping.cancelled() => break,
         };
+        // Heads and body chunks go out as separate writes; with Nagle's algorithm each small
+        // response would wait for the client's delayed ACK (~40 ms).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("cannot disable Nagle's algorithm for {remote}: {error}");
+        }
         let local = stream.local_addr().unwrap_or(remote);
         let addrs = ConnectionAddrs { local, remote };
         let router = router.clone();
