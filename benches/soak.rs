@@ -1,7 +1,8 @@
 //! Soak test: good and hostile requests mixed at concurrency 32 for a fixed time (60 s by
 //! default, `SOAK_SECONDS` to change), against the real binary on loopback. Prints counts,
-//! latencies and the server's RSS; exits non-zero if a good request got a wrong answer or
-//! the server died. Run with `cargo bench --bench soak`.
+//! latencies and the server's RSS; exits non-zero if any request got a wrong answer (a wrong
+//! body, or a status other than the expected one, 503 + Retry-After or 504 after waiting too
+//! long for a slot) or the server died. Run with `cargo bench --bench soak`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -103,12 +104,15 @@ fn main() {
                                 }
                                 _ => true,
                             };
-                            if status != expected || !right_body {
+                            // Under this load any request may time out waiting for a slot (504):
+                            // that is the server protecting itself, not a wrong answer.
+                            let acceptable = status == expected || status == 504;
+                            if !acceptable || (status == 200 && !right_body) {
                                 tally.wrong.push(format!(
                                     "{path}?{query}: {status}, {} bytes",
                                     bytes.len()
                                 ));
-                            } else if expected == 200 {
+                            } else if status == 200 {
                                 tally.good_latencies.push(latency);
                             }
                         }
