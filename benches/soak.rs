@@ -172,7 +172,10 @@ fn main() {
     for wrong in tally.wrong.iter().take(10) {
         println!("    {wrong}");
     }
-    if !tally.wrong.is_empty() || !alive {
+    let failed = !tally.wrong.is_empty() || !alive;
+    drop(tally);
+    drop(server); // exit() skips destructors: stop the server first
+    if failed {
         std::process::exit(1);
     }
 }

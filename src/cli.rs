@@ -22,12 +22,12 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create a project from a template (not implemented yet).
     New(UnimplementedArgs),
-    /// Show a package's commands, runners, annotations and volumes (not implemented yet).
-    Inspect(UnimplementedArgs),
+    /// Show a package's commands, runners, annotations, modules and volumes.
+    Inspect(InspectArgs),
     /// Download a registry package into the cache (not implemented yet).
     Pull(UnimplementedArgs),
-    /// Build a .webc container from a wasmer.toml directory (not implemented yet).
-    Pack(UnimplementedArgs),
+    /// Build a .webc (v3) container from a wasmer.toml directory.
+    Pack(PackArgs),
 }
 
 /// Placeholder for subcommands that are part of the product contract but not built yet:
@@ -39,8 +39,30 @@ pub struct UnimplementedArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A directory with wasmer.toml, a .wasm or a .webc file.
+    #[arg(default_value = ".", value_name = "PACKAGE")]
+    pub package: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The directory holding wasmer.toml.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Where to write the container [default: DIR/NAME-VERSION.webc].
+    #[arg(short, long, value_name = "FILE.webc")]
+    pub output: Option<PathBuf>,
+
+    /// Container format: 3, or 2 for runtimes that only read the older format.
+    #[arg(long, default_value_t = 3, value_name = "2|3", value_parser = clap::value_parser!(u8).range(2..=3))]
+    pub webc_version: u8,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What to serve: a directory with wasmer.toml, or a .wasm file.
+    /// What to serve: a directory with wasmer.toml, a .wasm or a .webc file.
     #[arg(default_value = ".", value_name = "PACKAGE")]
     pub package: String,
 

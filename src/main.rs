@@ -2,6 +2,8 @@
 
 mod cgi;
 mod cli;
+mod inspect;
+mod pack;
 mod package;
 mod run;
 mod runtime;
@@ -21,9 +23,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::New(_) => not_implemented("new"),
-        Command::Inspect(_) => not_implemented("inspect"),
+        Command::Inspect(args) => inspect::inspect(&args),
         Command::Pull(_) => not_implemented("pull"),
-        Command::Pack(_) => not_implemented("pack"),
+        Command::Pack(args) => pack::pack(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
 
 fn not_implemented(subcommand: &str) -> anyhow::Result<()> {
     anyhow::bail!(
-        "`wcgi {subcommand}` is not implemented yet; only `wcgi run` is available in this version"
+        "`wcgi {subcommand}` is not implemented yet; registry packages are not supported in this version"
     )
 }
 

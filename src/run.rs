@@ -107,7 +107,7 @@ fn open_mounts(args: &RunArgs, package: &Package) -> anyhow::Result<Vec<Mount>> 
             format!("--dir {}", dir.display()),
         ));
     }
-    let mut mounts: Vec<Mount> = Vec::new();
+    let mut mounts: Vec<Mount> = package.container_mounts.clone();
     for (spec, origin) in &specs {
         let mount = Mount::open(spec, origin)?;
         mounts.retain(|existing| existing.guest != mount.guest);

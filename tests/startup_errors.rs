@@ -124,7 +124,10 @@ fn a_file_that_is_not_webassembly() {
     let file = dir.path().join("app.wasm");
     std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
     let error = startup_error(&[file.into()]);
-    assert!(error.contains("not a WebAssembly module"), "{error}");
+    assert!(
+        error.contains("neither a WebAssembly module nor a .webc container"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -161,7 +164,9 @@ fn a_port_already_in_use() {
 
 #[test]
 fn subcommands_not_built_yet_say_so() {
-    let output = run_wcgi(&["pack"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
+    for subcommand in ["pull", "new"] {
+        let output = run_wcgi(&[subcommand, "myuser/pkg"]);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
+    }
 }

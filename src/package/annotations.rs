@@ -42,6 +42,20 @@ impl WasiAnnotation {
     }
 }
 
+/// Reads one annotation out of a webc command's annotation map. Errors name the annotation.
+pub fn from_annotation_map<T: for<'de> Deserialize<'de>>(
+    annotations: &indexmap::IndexMap<String, ciborium::Value>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    match annotations.get(key) {
+        None => Ok(None),
+        Some(value) => value
+            .deserialized()
+            .map(Some)
+            .map_err(|error| format!("annotations.{key}: {error}")),
+    }
+}
+
 /// Reads one annotation out of a command's annotation map (CBOR, as both wasmer.toml and
 /// webc annotations are represented). Errors name the annotation.
 pub fn from_annotations<T: for<'de> Deserialize<'de>>(

@@ -232,8 +232,11 @@ mod tests {
         Package {
             display_name: "test".into(),
             entrypoint: entrypoint.map(String::from),
+            version: None,
+            origin: String::new(),
             commands,
             volumes: Vec::new(),
+            container_mounts: Vec::new(),
         }
     }
 

@@ -120,8 +120,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Package> {
         display_name: package
             .and_then(|p| p.name.clone())
             .unwrap_or_else(|| dir.display().to_string()),
+        origin: "directory".to_string(),
+        version: package.and_then(|p| p.version.as_ref().map(|v| v.to_string())),
         entrypoint: package.and_then(|p| p.entrypoint.clone()),
         commands,
         volumes,
+        container_mounts: Vec::new(),
     })
 }

@@ -5,6 +5,7 @@ mod annotations;
 mod command;
 mod local_dir;
 mod wasm_file;
+mod webc_file;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 
 pub use command::{CommandSpec, ModuleSource};
 
-use crate::runtime::MountSpec;
+use crate::runtime::{Mount, MountSpec};
 
 /// A package resolved from a reference, ready for a command to be chosen.
 #[derive(Debug)]
@@ -23,8 +24,13 @@ pub struct Package {
     /// The command served when `--entrypoint` is not given.
     pub entrypoint: Option<String>,
     pub commands: Vec<CommandSpec>,
+    pub version: Option<String>,
+    /// What the package was loaded from: `directory`, `.wasm file`, `.webc v3 container`.
+    pub origin: String,
     /// Host directories the package maps into its guests (`[fs]`).
     pub volumes: Vec<MountSpec>,
+    /// Volumes inside a `.webc` container, ready to mount.
+    pub container_mounts: Vec<Mount>,
 }
 
 /// Resolves what the user typed after `wcgi run`.
@@ -43,8 +49,16 @@ pub fn resolve(reference: &str) -> anyhow::Result<Package> {
         );
     }
     bail!(
-        "{reference}: no such file or directory (expected a directory with wasmer.toml or a .wasm file)"
+        "{reference}: no such file or directory (expected a directory with wasmer.toml, a .wasm or a .webc file)"
     );
+}
+
+/// Loads a directory with a wasmer.toml (for `wcgi pack`).
+pub fn resolve_directory(dir: &Path) -> anyhow::Result<Package> {
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    local_dir::load(dir)
 }
 
 /// Picks the loader by the file's magic bytes, not its name.
@@ -55,13 +69,10 @@ fn load_file(path: &Path) -> anyhow::Result<Package> {
         return Ok(wasm_file::load(path, Bytes::from(bytes)));
     }
     if bytes.starts_with(b"\0webc") {
-        bail!(
-            "{}: .webc containers are not supported yet; serve the package's directory instead",
-            path.display()
-        );
+        return webc_file::load(path, Bytes::from(bytes));
     }
     bail!(
-        "{}: not a WebAssembly module (it does not start with `\\0asm`)",
+        "{}: neither a WebAssembly module nor a .webc container",
         path.display()
     )
 }

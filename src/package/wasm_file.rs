@@ -21,6 +21,9 @@ pub fn load(path: &Path, wasm: Bytes) -> Package {
             wasi: Default::default(),
             wcgi: Default::default(),
         }],
+        version: None,
+        origin: ".wasm file".to_string(),
         volumes: Vec::new(),
+        container_mounts: Vec::new(),
     }
 }

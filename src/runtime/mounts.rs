@@ -117,6 +117,106 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// A volume of a `.webc` container, mounted read-only; `inside` is the directory of the
+    /// volume to mount (`/` for all of it).
+    pub fn from_volume(guest: &str, volume: webc::Volume, inside: &str) -> Self {
+        let volume_fs = virtual_fs::WebcVolumeFileSystem::new(volume);
+        let inside = inside.trim_end_matches('/');
+        let filesystem: Arc<dyn FileSystem + Send + Sync> = if inside.is_empty() {
+            Arc::new(ReadOnlyFileSystem(volume_fs))
+        } else {
+            Arc::new(ReadOnlyFileSystem(SubdirectoryFileSystem {
+                inner: volume_fs,
+                prefix: PathBuf::from(inside),
+            }))
+        };
+        Mount {
+            guest: guest.to_string(),
+            filesystem,
+        }
+    }
+}
+
+/// A directory of another filesystem seen as a root of its own (a volume whose files sit
+/// below a prefix, as containers converted from webc v2 have them).
+#[derive(Debug)]
+pub struct SubdirectoryFileSystem<F> {
+    inner: F,
+    prefix: PathBuf,
+}
+
+impl<F> SubdirectoryFileSystem<F> {
+    fn outer(&self, path: &Path) -> PathBuf {
+        let mut outer = self.prefix.clone();
+        for component in path.components() {
+            match component {
+                std::path::Component::Normal(part) => outer.push(part),
+                std::path::Component::ParentDir if outer != self.prefix => {
+                    outer.pop();
+                }
+                _ => {}
+            }
+        }
+        outer
+    }
+}
+
+impl<F: FileSystem> FileSystem for SubdirectoryFileSystem<F> {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        self.inner.readlink(&self.outer(path))
+    }
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        // Entries name their full path: give them back as paths of this filesystem.
+        let entries = self.inner.read_dir(&self.outer(path))?;
+        let entries = entries
+            .map(|entry| {
+                entry.map(|mut entry| {
+                    if let Ok(inside) = entry.path.strip_prefix(&self.prefix) {
+                        entry.path = Path::new("/").join(inside);
+                    }
+                    entry
+                })
+            })
+            .collect::<virtual_fs::Result<Vec<_>>>()?;
+        Ok(ReadDir::new(entries))
+    }
+    fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.inner.create_dir(&self.outer(path))
+    }
+    fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.inner.remove_dir(&self.outer(path))
+    }
+    fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> BoxFuture<'a, virtual_fs::Result<()>> {
+        Box::pin(async move { self.inner.rename(&self.outer(from), &self.outer(to)).await })
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.inner.metadata(&self.outer(path))
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.inner.symlink_metadata(&self.outer(path))
+    }
+    fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.inner.remove_file(&self.outer(path))
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl<F: FileSystem> FileOpener for SubdirectoryFileSystem<F> {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        self.inner
+            .new_open_options()
+            .options(conf.clone())
+            .open(self.outer(path))
+    }
+}
+
 /// Keeps a guest inside its host directory. The host filesystem resolves `..` within the
 /// mount, but the OS follows symlinks, so a link inside the directory pointing outside it would
 /// hand out host files. Every path is resolved on the host first and refused if its real

@@ -1,0 +1,131 @@
+//! `wcgi inspect`: what a package contains, for any source kind.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use bytesize::ByteSize;
+use wasmer_wasix::virtual_fs::FileSystem;
+
+use crate::cli::InspectArgs;
+use crate::package::{self, CommandSpec, ModuleSource, Package};
+
+pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let package = package::resolve(&args.package)?;
+    print!("{}", describe(&package));
+    Ok(())
+}
+
+fn describe(package: &Package) -> String {
+    let mut out = String::new();
+    let version = package.version.as_deref().unwrap_or("(no version)");
+    let _ = writeln!(
+        out,
+        "{} {version}  ({})",
+        package.display_name, package.origin
+    );
+    if let Some(entrypoint) = &package.entrypoint {
+        let _ = writeln!(out, "entrypoint: {entrypoint}");
+    }
+    let _ = writeln!(out, "commands:");
+    for command in &package.commands {
+        describe_command(&mut out, command);
+    }
+    if !package.volumes.is_empty() || !package.container_mounts.is_empty() {
+        let _ = writeln!(out, "volumes:");
+    }
+    for volume in &package.volumes {
+        let files = count_host_files(&volume.host);
+        let _ = writeln!(
+            out,
+            "  {} <- {} ({}, read-only)",
+            volume.guest,
+            volume.host.display(),
+            files_count(files)
+        );
+    }
+    for mount in &package.container_mounts {
+        let files = count_files(mount.filesystem.as_ref(), Path::new("/"));
+        let _ = writeln!(
+            out,
+            "  {} (in the container, {}, read-only)",
+            mount.guest,
+            files_count(files)
+        );
+    }
+    out
+}
+
+fn describe_command(out: &mut String, command: &CommandSpec) {
+    let served = if command.is_wcgi() {
+        ""
+    } else {
+        "  (not served: runner is not wcgi)"
+    };
+    let _ = writeln!(
+        out,
+        "  {}  runner: {}{served}",
+        command.name, command.runner
+    );
+    let module = match &command.module {
+        ModuleSource::Bytes(bytes) => format!("{}", ByteSize::b(bytes.len() as u64)),
+        ModuleSource::File { module, path } => match std::fs::metadata(path) {
+            Ok(metadata) => format!(
+                "{module}, {}, {}",
+                path.display(),
+                ByteSize::b(metadata.len())
+            ),
+            Err(_) => format!("{module}, {} (missing)", path.display()),
+        },
+        ModuleSource::Unknown { module, .. } => format!("{module} (no such module)"),
+        ModuleSource::Dependency { reference } => format!("{reference} (from a dependency)"),
+    };
+    let _ = writeln!(out, "    module: {module}");
+    if let Some(dialect) = &command.wcgi.dialect {
+        let _ = writeln!(out, "    wcgi dialect: {dialect}");
+    }
+    if !command.wasi.env.is_empty() {
+        let _ = writeln!(out, "    env: {:?}", command.wasi.env);
+    }
+    if !command.wasi.main_args.is_empty() {
+        let _ = writeln!(out, "    main-args: {:?}", command.wasi.main_args);
+    }
+    if let Some(cwd) = &command.wasi.cwd {
+        let _ = writeln!(out, "    cwd: {cwd}");
+    }
+}
+
+fn files_count(count: usize) -> String {
+    if count == 1 {
+        "1 file".to_string()
+    } else {
+        format!("{count} files")
+    }
+}
+
+fn count_host_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => count_host_files(&entry.path()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn count_files(filesystem: &dyn FileSystem, dir: &Path) -> usize {
+    let Ok(entries) = filesystem.read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => count_files(filesystem, &entry.path),
+            Ok(_) => 1,
+            Err(_) => 0,
+        })
+        .sum()
+}

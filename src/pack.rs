@@ -1,0 +1,88 @@
+//! `wcgi pack`: a wasmer.toml directory becomes one `.webc` (v3) file, so users can ship a
+//! single file that `wcgi run` serves exactly as it served the directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::cli::PackArgs;
+use crate::package::{self, ModuleSource};
+
+pub fn pack(args: &PackArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    // Our own loader first: its errors name the field to fix.
+    let package = package::resolve_directory(dir)?;
+    for command in &package.commands {
+        if let ModuleSource::File { .. } | ModuleSource::Unknown { .. } = command.module {
+            command.load_module()?;
+        }
+    }
+
+    let manifest = dir.join("wasmer.toml");
+    let container = wasmer_package::package::Package::from_manifest(&manifest)
+        .map_err(|error| anyhow::anyhow!("cannot pack {}: {error}", dir.display()))?;
+    let v3 = container
+        .serialize()
+        .map_err(|error| anyhow::anyhow!("cannot write the container: {error}"))?;
+    let bytes = match args.webc_version {
+        2 => webc::migration::v3_to_v2(v3)
+            .map_err(|error| anyhow::anyhow!("cannot convert the container to webc v2: {error}"))?
+            .into_bytes(),
+        _ => v3,
+    };
+
+    let output = match &args.output {
+        Some(output) => output.clone(),
+        None => default_output(
+            dir,
+            package.display_name.as_str(),
+            package.version.as_deref(),
+        ),
+    };
+    write_atomically(&output, &bytes)?;
+    println!(
+        "Packed {} into {} ({})",
+        package.display_name,
+        output.display(),
+        bytesize::ByteSize::b(bytes.len() as u64)
+    );
+    Ok(())
+}
+
+/// `NAME-VERSION.webc` in the package directory, from the package name without namespace.
+fn default_output(dir: &Path, name: &str, version: Option<&str>) -> PathBuf {
+    let short = name
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && !n.contains('.'))
+        .unwrap_or("package");
+    let file = match version {
+        Some(version) => format!("{short}-{version}.webc"),
+        None => format!("{short}.webc"),
+    };
+    dir.join(file)
+}
+
+/// Writes to a temporary file next to the target, then renames it into place, so a reader
+/// never sees half a container.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    let mut temporary = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write into {}", parent.display()))?;
+    std::io::Write::write_all(&mut temporary, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    temporary
+        .persist(path)
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {}", path.display(), error.error))?;
+    Ok(())
+}
