@@ -24,8 +24,8 @@ pub enum Command {
     New(UnimplementedArgs),
     /// Show a package's commands, runners, annotations, modules and volumes.
     Inspect(InspectArgs),
-    /// Download a registry package into the cache (not implemented yet).
-    Pull(UnimplementedArgs),
+    /// Download a registry package into the cache.
+    Pull(PullArgs),
     /// Build a .webc (v3) container from a wasmer.toml directory.
     Pack(PackArgs),
 }
@@ -38,11 +38,70 @@ pub struct UnimplementedArgs {
     pub rest: Vec<String>,
 }
 
+/// Where packages come from; the same for `run`, `pull` and `inspect`.
+#[derive(Debug, Args, Clone)]
+pub struct PackageOptions {
+    /// Registry: a GraphQL endpoint URL or a name such as `wasmer.io` [env: WCGI_REGISTRY,
+    /// WASMER_REGISTRY] [default: https://registry.wasmer.io/graphql].
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+
+    /// Token for the registry, sent to the registry's own host only [env: WCGI_TOKEN,
+    /// WASMER_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Where downloads are cached [env: WCGI_CACHE_DIR] [default: ~/.cache/wcgi].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Never use the network: packages and registry answers come from the cache.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl PackageOptions {
+    /// The settings, with the environment filling in what the flags left out.
+    pub fn settings(&self) -> crate::package::RegistrySettings {
+        let from_env = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        };
+        crate::package::RegistrySettings {
+            registry: self
+                .registry
+                .clone()
+                .or_else(|| from_env(["WCGI_REGISTRY", "WASMER_REGISTRY"])),
+            token: self
+                .token
+                .clone()
+                .or_else(|| from_env(["WCGI_TOKEN", "WASMER_TOKEN"])),
+            cache_dir: self.cache_dir.clone(),
+            offline: self.offline,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A directory with wasmer.toml, a .wasm or a .webc file.
+    /// A directory with wasmer.toml, a .wasm or .webc file, `namespace/name[@version]`,
+    /// `sha256:HEX` or a URL of a .webc.
     #[arg(default_value = ".", value_name = "PACKAGE")]
     pub package: String,
+
+    #[command(flatten)]
+    pub source: PackageOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc.
+    #[arg(value_name = "PACKAGE")]
+    pub package: String,
+
+    #[command(flatten)]
+    pub source: PackageOptions,
 }
 
 #[derive(Debug, Args)]
@@ -62,9 +121,13 @@ pub struct PackArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// What to serve: a directory with wasmer.toml, a .wasm or a .webc file.
+    /// What to serve: a directory with wasmer.toml, a .wasm or .webc file,
+    /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc.
     #[arg(default_value = ".", value_name = "PACKAGE")]
     pub package: String,
+
+    #[command(flatten)]
+    pub source: PackageOptions,
 
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "IP:PORT")]

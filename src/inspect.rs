@@ -10,7 +10,7 @@ use crate::cli::InspectArgs;
 use crate::package::{self, CommandSpec, ModuleSource, Package};
 
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let package = package::resolve(&args.package)?;
+    let package = package::resolve(&args.package, &args.source.settings())?;
     print!("{}", describe(&package));
     Ok(())
 }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::New(_) => not_implemented("new"),
         Command::Inspect(args) => inspect::inspect(&args),
-        Command::Pull(_) => not_implemented("pull"),
+        Command::Pull(args) => pull(&args),
         Command::Pack(args) => pack::pack(&args),
     };
     match result {
@@ -36,6 +36,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `wcgi pull`: downloads a package into the cache, verified, and says where it is.
+fn pull(args: &cli::PullArgs) -> anyhow::Result<()> {
+    let Some(reference) = package::Reference::parse(&args.package)? else {
+        anyhow::bail!(
+            "`{}` is not a registry package, a sha256: hash or a URL",
+            args.package
+        );
+    };
+    let fetched = package::Registry::new(args.source.settings()).fetch(&reference)?;
+    let version = fetched.version.map(|v| format!("@{v}")).unwrap_or_default();
+    println!(
+        "Pulled {}{version} (sha256:{}) into {}",
+        fetched.name.unwrap_or_else(|| reference.to_string()),
+        fetched.sha256,
+        fetched.cache_path.display()
+    );
+    Ok(())
 }
 
 fn not_implemented(subcommand: &str) -> anyhow::Result<()> {

@@ -14,26 +14,36 @@ use crate::server::{self, AppState, ConnectionLimits, Limits};
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Resolved before the async runtime starts: fetching may block on the network.
+    let package = package::resolve(&args.package, &args.source.settings())?;
+    let command = package.select_command(args.entrypoint.as_deref())?;
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wcgi")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(async move {
-        let package = package::resolve(&args.package)?;
-        let command = package.select_command(args.entrypoint.as_deref())?;
-        let app = prepare(&args, &package, command)?;
+    let result = (|| {
+        // Opening mounts and building the WASI runtime need a Tokio context.
+        let app = {
+            let _context = runtime.enter();
+            prepare(&args, &package, command)?
+        };
         let banner_name = package.display_name.clone();
         let command_name = command.name.clone();
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
             shutdown_grace: args.shutdown_grace,
         };
-        server::serve(app, args.addr, connection_limits, move |addr| {
-            format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
-        })
-        .await
-    });
+        runtime.block_on(server::serve(
+            app,
+            args.addr,
+            connection_limits,
+            move |addr| {
+                format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
+            },
+        ))
+    })();
     runtime.shutdown_timeout(EXIT_GRACE);
     result
 }

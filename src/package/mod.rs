@@ -2,8 +2,11 @@
 //! commands with their annotations, modules and volumes, independent of where it came from.
 
 mod annotations;
+mod cache;
 mod command;
 mod local_dir;
+mod reference;
+mod registry;
 mod wasm_file;
 mod webc_file;
 
@@ -13,6 +16,8 @@ use anyhow::bail;
 use bytes::Bytes;
 
 pub use command::{CommandSpec, ModuleSource};
+pub use reference::Reference;
+pub use registry::{Registry, RegistrySettings};
 
 use crate::runtime::{Mount, MountSpec};
 
@@ -33,8 +38,9 @@ pub struct Package {
     pub container_mounts: Vec<Mount>,
 }
 
-/// Resolves what the user typed after `wcgi run`.
-pub fn resolve(reference: &str) -> anyhow::Result<Package> {
+/// Resolves what the user typed after `wcgi run`: a local path first, else a registry
+/// package, a release hash or a URL.
+pub fn resolve(reference: &str, settings: &RegistrySettings) -> anyhow::Result<Package> {
     let path = Path::new(reference);
     if path.is_dir() {
         return local_dir::load(path);
@@ -42,15 +48,20 @@ pub fn resolve(reference: &str) -> anyhow::Result<Package> {
     if path.is_file() {
         return load_file(path);
     }
-    if looks_like_registry_name(reference) {
-        bail!(
-            "`{reference}` is not a local file or directory, and registry packages are not \
-             supported yet; download the package and pass its directory or .wasm file"
-        );
+    match Reference::parse(reference)? {
+        Some(parsed) => {
+            let fetched = Registry::new(settings.clone()).fetch(&parsed)?;
+            let label = parsed.to_string();
+            let mut package = webc_file::load(&label, fetched.bytes)?;
+            package.display_name = fetched.name.unwrap_or(label);
+            package.version = fetched.version.or(package.version);
+            Ok(package)
+        }
+        None => bail!(
+            "{reference}: no such file or directory (expected a directory with wasmer.toml, a \
+             .wasm or .webc file, or a registry package such as namespace/name)"
+        ),
     }
-    bail!(
-        "{reference}: no such file or directory (expected a directory with wasmer.toml, a .wasm or a .webc file)"
-    );
 }
 
 /// Loads a directory with a wasmer.toml (for `wcgi pack`).
@@ -69,7 +80,7 @@ fn load_file(path: &Path) -> anyhow::Result<Package> {
         return Ok(wasm_file::load(path, Bytes::from(bytes)));
     }
     if bytes.starts_with(b"\0webc") {
-        return webc_file::load(path, Bytes::from(bytes));
+        return webc_file::load(&path.display().to_string(), Bytes::from(bytes));
     }
     bail!(
         "{}: neither a WebAssembly module nor a .webc container",
@@ -77,42 +88,7 @@ fn load_file(path: &Path) -> anyhow::Result<Package> {
     )
 }
 
-/// `namespace/name`, optionally with `@version` or a `registry:` prefix.
-fn looks_like_registry_name(reference: &str) -> bool {
-    let name = reference
-        .split_once('@')
-        .map_or(reference, |(name, _)| name);
-    let name = name.rsplit_once(':').map_or(name, |(_, name)| name);
-    let mut parts = name.split('/');
-    let valid = |part: Option<&str>| {
-        part.is_some_and(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-    };
-    valid(parts.next())
-        && valid(parts.next())
-        && parts.next().is_none()
-        && !reference.starts_with('.')
-}
-
 /// The directory a relative host path in a manifest is relative to.
 fn manifest_base(dir: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_names_are_recognised() {
-        assert!(looks_like_registry_name("myuser/pkg"));
-        assert!(looks_like_registry_name("myuser/pkg@1.2"));
-        assert!(looks_like_registry_name("wasmer.io:myuser/pkg"));
-        assert!(!looks_like_registry_name("./x/y"));
-        assert!(!looks_like_registry_name("a/b/c"));
-        assert!(!looks_like_registry_name("hello.wasm"));
-    }
 }

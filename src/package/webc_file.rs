@@ -1,8 +1,6 @@
 //! A `.webc` container (v2 or v3): commands and atoms from its manifest, volumes mounted
 //! read-only straight from the container (nothing is unpacked to disk).
 
-use std::path::Path;
-
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use webc::metadata::annotations::Atom;
@@ -12,8 +10,9 @@ use super::annotations::{WasiAnnotation, WcgiAnnotation, from_annotation_map};
 use super::{CommandSpec, ModuleSource, Package};
 use crate::runtime::{Mount, guest_path};
 
-pub fn load(path: &Path, bytes: Bytes) -> anyhow::Result<Package> {
-    let shown = path.display();
+/// Loads a container; `label` names it in messages (a path, or what the user typed).
+pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
+    let shown = label;
     let version = webc::detect(bytes.as_ref())
         .with_context(|| format!("{shown}: not a readable .webc container"))?;
     if version == Version::V1 {
@@ -99,7 +98,7 @@ pub fn load(path: &Path, bytes: Bytes) -> anyhow::Result<Package> {
     let wapm = manifest.wapm().ok().flatten();
     let display_name = match wapm.as_ref().and_then(|w| w.name.clone()) {
         Some(name) => name,
-        None => path.display().to_string(),
+        None => label.to_string(),
     };
     Ok(Package {
         display_name,
