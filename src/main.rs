@@ -1,5 +1,6 @@
 //! `wcgi`: serve WebAssembly web apps with CGI, one fresh sandboxed instance per request.
 
+mod atomic_file;
 mod cgi;
 mod cli;
 mod inspect;

@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-
+use crate::atomic_file::write_atomically;
 use crate::cli::PackArgs;
 use crate::package::{self, ModuleSource};
 
@@ -39,6 +38,15 @@ pub fn pack(args: &PackArgs) -> anyhow::Result<()> {
             package.version.as_deref(),
         ),
     };
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            output.display(),
+            parent.display()
+        );
+    }
     write_atomically(&output, &bytes)?;
     println!(
         "Packed {} into {} ({})",
@@ -61,28 +69,4 @@ fn default_output(dir: &Path, name: &str, version: Option<&str>) -> PathBuf {
         None => format!("{short}.webc"),
     };
     dir.join(file)
-}
-
-/// Writes to a temporary file next to the target, then renames it into place, so a reader
-/// never sees half a container.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        );
-    }
-    let mut temporary = tempfile::NamedTempFile::new_in(parent)
-        .with_context(|| format!("cannot write into {}", parent.display()))?;
-    std::io::Write::write_all(&mut temporary, bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temporary
-        .persist(path)
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {}", path.display(), error.error))?;
-    Ok(())
 }

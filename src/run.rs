@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
-use crate::package::{self, CommandSpec, Package};
+use crate::package::{self, Cache, CommandSpec, Package};
 use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 
@@ -81,6 +81,7 @@ fn prepare(args: &RunArgs, package: &Package, command: &CommandSpec) -> anyhow::
         mounts,
         current_dir: command.wasi.cwd.clone(),
         max_memory: args.max_memory,
+        compiled_cache: Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
     })
     .with_context(|| format!("command \"{}\"", command.name))?;
 

@@ -200,3 +200,53 @@ runner = "https://webc.org/runner/wcgi"
         .unwrap();
     assert_eq!(response.text().unwrap(), "ping");
 }
+
+#[test]
+fn compiled_modules_are_cached_across_runs_and_damage_is_repaired() {
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        fixture("env").into_os_string(),
+        "--cache-dir".into(),
+        cache.path().into(),
+    ];
+    let first = Server::start_with_log_level(&args, "wcgi=debug");
+    assert_eq!(first.get_text("/").0, 200);
+    assert!(
+        first.logs().contains("compiled the module"),
+        "{}",
+        first.logs()
+    );
+    drop(first);
+
+    let entries: Vec<_> = std::fs::read_dir(cache.path().join("compiled"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 2, "an artifact and its checksum");
+    let second = Server::start_with_log_level(&args, "wcgi=debug");
+    assert_eq!(second.get_text("/").0, 200);
+    assert!(
+        second.logs().contains("loaded the compiled module"),
+        "{}",
+        second.logs()
+    );
+    assert!(
+        !second.logs().contains("compiled the module in"),
+        "{}",
+        second.logs()
+    );
+    drop(second);
+
+    let artifact = entries
+        .iter()
+        .find(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .unwrap();
+    std::fs::write(artifact.path(), b"not machine code").unwrap();
+    let third = Server::start(&args);
+    assert_eq!(third.get_text("/").0, 200);
+    assert!(
+        third.logs().contains("damaged; compiling again"),
+        "{}",
+        third.logs()
+    );
+}

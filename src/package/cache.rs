@@ -2,12 +2,13 @@
 //! read), and short-lived answers to registry queries. Every write goes to a temporary file
 //! that is renamed into place, so concurrent `wcgi` processes never see half a file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+
+use crate::atomic_file::write_atomically;
 
 /// How long a registry answer is reused without asking again (as Wasmer does).
 pub const QUERY_TTL: Duration = Duration::from_secs(10 * 60);
@@ -30,6 +31,11 @@ impl Cache {
             .or_else(|| dirs::cache_dir().map(|dir| dir.join("wcgi")))
             .unwrap_or_else(|| std::env::temp_dir().join("wcgi-cache"));
         Cache { root }
+    }
+
+    /// Where compiled modules are kept.
+    pub fn compiled_dir(&self) -> PathBuf {
+        self.root.join("compiled")
     }
 
     pub fn package_path(&self, sha256: &str) -> PathBuf {
@@ -81,23 +87,6 @@ impl Cache {
             .join("queries")
             .join(format!("{}.json", sha256_hex(key.as_bytes())))
     }
-}
-
-/// Writes to a temporary file in the same directory, then renames it into place.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write into {}", dir.display()))?;
-    std::io::Write::write_all(&mut temporary, bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temporary
-        .persist(path)
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {}", path.display(), error.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
 use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
 use wasmer_wasix::{Pipe, WasiError};
 
+use super::compiled_cache;
 use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
@@ -39,6 +40,8 @@ pub struct ProgramSpec {
     pub current_dir: Option<String>,
     /// Linear memory each instance may use, in bytes.
     pub max_memory: u64,
+    /// Where compiled modules are cached across runs; `None` compiles every time.
+    pub compiled_cache: Option<std::path::PathBuf>,
 }
 
 /// A compiled command, ready to be instantiated for each request.
@@ -103,7 +106,12 @@ impl GuestProgram {
     /// Compiles the module and checks it can run as a WASI command. Needs a Tokio runtime.
     pub fn compile(spec: ProgramSpec) -> anyhow::Result<Self> {
         let engine = new_engine(spec.max_memory);
-        let module = Module::new(&engine, &spec.wasm).context("the module does not compile")?;
+        let module = compiled_cache::load_or_compile(
+            &engine,
+            &spec.wasm,
+            spec.max_memory,
+            spec.compiled_cache.as_deref(),
+        )?;
         check_is_wasi_command(&module)?;
         check_fits_memory_cap(&module, spec.max_memory)?;
         Ok(GuestProgram {

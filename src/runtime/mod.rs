@@ -1,6 +1,7 @@
 //! Everything that touches the WebAssembly engine: compiling a module once, and running one
 //! fresh, sandboxed instance of it per request.
 
+mod compiled_cache;
 mod engine;
 mod instance;
 mod memory_cap;

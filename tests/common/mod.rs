@@ -11,6 +11,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// A cache directory for this test process, so tests never touch the user's cache.
+pub fn test_cache_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
+}
+
 /// How long a server may take to compile its module and start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -88,10 +95,16 @@ pub struct Server {
 impl Server {
     /// Starts `wcgi run ARGS... --addr 127.0.0.1:0` and waits for its banner.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
+        Server::start_with_log_level(args, "info")
+    }
+
+    /// Like `start`, with another `WCGI_LOG` filter.
+    pub fn start_with_log_level<S: AsRef<std::ffi::OsStr>>(args: &[S], log_level: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
             .args(["run", "--addr", "127.0.0.1:0"])
             .args(args)
-            .env("WCGI_LOG", "info")
+            .env("WCGI_LOG", log_level)
+            .env("WCGI_CACHE_DIR", test_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -232,6 +245,7 @@ impl Drop for Server {
 pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
         .args(args)
+        .env("WCGI_CACHE_DIR", test_cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
