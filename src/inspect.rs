@@ -77,7 +77,14 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
             Err(_) => format!("{module}, {} (missing)", path.display()),
         },
         ModuleSource::Unknown { module, .. } => format!("{module} (no such module)"),
-        ModuleSource::Dependency { reference } => format!("{reference} (from a dependency)"),
+        ModuleSource::Dependency {
+            dependency,
+            requirement,
+            module,
+        } => match requirement {
+            Some(requirement) => format!("{dependency}:{module} (dependency, {requirement})"),
+            None => format!("{dependency}:{module} (dependency missing from [dependencies])"),
+        },
     };
     let _ = writeln!(out, "    module: {module}");
     if let Some(dialect) = &command.wcgi.dialect {

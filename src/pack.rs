@@ -13,7 +13,7 @@ pub fn pack(args: &PackArgs) -> anyhow::Result<()> {
     let package = package::resolve_directory(dir)?;
     for command in &package.commands {
         if let ModuleSource::File { .. } | ModuleSource::Unknown { .. } = command.module {
-            command.load_module()?;
+            command.load_module(&Default::default())?;
         }
     }
 

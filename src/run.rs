@@ -17,6 +17,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Resolved before the async runtime starts: fetching may block on the network.
     let package = package::resolve(&args.package, &args.source.settings())?;
     let command = package.select_command(args.entrypoint.as_deref())?;
+    let wasm = command.load_module(&args.source.settings())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -27,7 +28,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         // Opening mounts and building the WASI runtime need a Tokio context.
         let app = {
             let _context = runtime.enter();
-            prepare(&args, &package, command)?
+            prepare(&args, &package, command, wasm)?
         };
         let banner_name = package.display_name.clone();
         let command_name = command.name.clone();
@@ -49,8 +50,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Everything that can be checked or done once happens here, before listening.
-fn prepare(args: &RunArgs, package: &Package, command: &CommandSpec) -> anyhow::Result<AppState> {
-    let wasm = command.load_module()?;
+fn prepare(
+    args: &RunArgs,
+    package: &Package,
+    command: &CommandSpec,
+    wasm: bytes::Bytes,
+) -> anyhow::Result<AppState> {
     let mounts = open_mounts(args, package)?;
 
     let host_env: Vec<(String, String)> = if args.forward_host_env {

@@ -330,3 +330,43 @@ fn the_public_registry_answers() {
     assert!(output.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("wasmer/hello "));
 }
+
+#[test]
+fn a_command_can_run_a_module_of_a_dependency() {
+    let setup = setup();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("wasmer.toml"),
+        "[package]\nname = \"test/app\"\nversion = \"0.1.0\"\n\n[dependencies]\n\"test/env\" = \"^1\"\n\n\
+         [[command]]\nname = \"site\"\nmodule = \"test/env:env\"\nrunner = \"wcgi\"\n\n\
+         [command.annotations.wasi]\nenv = [\"PACKAGE_VERSION=app\"]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = setup.wcgi("inspect", &app.path().display().to_string(), &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("module: test/env:env (dependency, ^1)"),
+        "{stdout}"
+    );
+
+    let server = setup.serve(&app.path().display().to_string(), &[]);
+    let (status, text) = server.get_text("/");
+    assert_eq!(status, 200, "{text}");
+    // The dependency's module runs as this package's command, with this command's annotations.
+    assert!(
+        text.contains("ARG 0=site") && text.contains("PACKAGE_VERSION=app"),
+        "{text}"
+    );
+
+    std::fs::write(
+        app.path().join("wasmer.toml"),
+        "[[command]]\nname = \"site\"\nmodule = \"test/env:nope\"\nrunner = \"wcgi\"\n\n[dependencies]\n\"test/env\" = \"^1\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = setup.wcgi("run", &app.path().display().to_string(), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("has no module \"nope\" (modules: env)"),
+        "{stderr}"
+    );
+}

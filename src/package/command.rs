@@ -3,11 +3,13 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use bytes::Bytes;
 
 use super::Package;
 use super::annotations::{RFC_3875, WasiAnnotation, WcgiAnnotation};
+use super::reference::Reference;
+use super::registry::{Registry, RegistrySettings};
 
 /// Runner names that mean "serve this command with CGI".
 const WCGI_RUNNER: &str = "wcgi";
@@ -24,8 +26,14 @@ pub enum ModuleSource {
         module: String,
         defined: Vec<String>,
     },
-    /// `namespace/name:module`, a module of a dependency.
-    Dependency { reference: String },
+    /// `namespace/name:module`, a module of a dependency fetched from the registry.
+    Dependency {
+        /// The dependency's package name.
+        dependency: String,
+        /// Its version requirement from `[dependencies]`; `None` when it is not listed there.
+        requirement: Option<semver::VersionReq>,
+        module: String,
+    },
 }
 
 /// One `[[command]]`.
@@ -47,8 +55,9 @@ impl CommandSpec {
                 .starts_with(webc::metadata::annotations::WCGI_RUNNER_URI)
     }
 
-    /// The module's bytes, with an error that names the command and what to fix.
-    pub fn load_module(&self) -> anyhow::Result<Bytes> {
+    /// The module's bytes, with an error that names the command and what to fix. Modules of
+    /// dependencies come through the registry (and its cache).
+    pub fn load_module(&self, registry: &RegistrySettings) -> anyhow::Result<Bytes> {
         match &self.module {
             ModuleSource::Bytes(bytes) => Ok(bytes.clone()),
             ModuleSource::File { module, path } => match std::fs::read(path) {
@@ -70,11 +79,42 @@ impl CommandSpec {
                 self.name,
                 list_or_none(defined)
             ),
-            ModuleSource::Dependency { reference } => bail!(
-                "command \"{}\" uses module \"{reference}\" from a dependency; dependencies are \
-                 not supported yet",
+            ModuleSource::Dependency {
+                dependency,
+                requirement: None,
+                module,
+            } => bail!(
+                "command \"{}\" uses module \"{dependency}:{module}\", but \"{dependency}\" is not \
+                 in [dependencies]; add it there with a version requirement",
                 self.name
             ),
+            ModuleSource::Dependency {
+                dependency,
+                requirement: Some(requirement),
+                module,
+            } => {
+                let reference = Reference::Named {
+                    registry: None,
+                    name: dependency.clone(),
+                    requirement: requirement.clone(),
+                };
+                let fetched = Registry::new(registry.clone())
+                    .fetch(&reference)
+                    .with_context(|| {
+                        format!("dependency {reference} of command \"{}\"", self.name)
+                    })?;
+                let version = webc::detect(fetched.bytes.as_ref())
+                    .with_context(|| format!("dependency {reference} is not a .webc container"))?;
+                let container = webc::Container::from_bytes_and_version(fetched.bytes, version)
+                    .with_context(|| format!("dependency {reference}: the container is damaged"))?;
+                match container.get_atom(module) {
+                    Some(atom) => Ok(atom.into_bytes()),
+                    None => bail!(
+                        "dependency {reference} has no module \"{module}\" (modules: {})",
+                        list_or_none(&container.atoms().into_keys().collect::<Vec<_>>())
+                    ),
+                }
+            }
         }
     }
 }

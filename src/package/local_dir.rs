@@ -84,7 +84,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Package> {
             }
             (None, ModuleReference::Dependency { dependency, module }) => {
                 ModuleSource::Dependency {
-                    reference: format!("{dependency}:{module}"),
+                    dependency: dependency.clone(),
+                    requirement: manifest.dependencies.get(dependency).cloned(),
+                    module: module.clone(),
                 }
             }
         };

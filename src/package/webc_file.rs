@@ -41,9 +41,10 @@ pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
                     ..
                 }),
                 _,
-            ) => ModuleSource::Dependency {
-                reference: format!("{dependency}:{atom}"),
-            },
+            ) => bail!(
+                "{shown}: command \"{name}\" runs module \"{atom}\" of dependency \"{dependency}\"; \
+                 dependencies inside .webc containers are not supported yet"
+            ),
             (Some(Atom { name: atom, .. }), _) | (None, Some(atom)) => {
                 match container.get_atom(&atom) {
                     Some(buffer) => ModuleSource::Bytes(buffer.into_bytes()),
