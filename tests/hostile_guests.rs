@@ -171,7 +171,7 @@ fn a_flood_beyond_the_queue_gets_503_with_retry_after() {
         "--max-queue".as_ref(),
         "1".as_ref(),
     ]);
-    let url = server.url("/?800");
+    let url = server.url("/?2000");
     let handles: Vec<_> = (0..6)
         .map(|_| {
             let url = url.clone();
@@ -219,7 +219,7 @@ fn graceful_shutdown_answers_every_request_in_flight() {
         "--max-concurrency".as_ref(),
         "20".as_ref(),
     ]);
-    let url = server.url("/?1500");
+    let url = server.url("/?3000");
     let handles: Vec<_> = (0..20)
         .map(|_| {
             let url = url.clone();
@@ -230,11 +230,11 @@ fn graceful_shutdown_answers_every_request_in_flight() {
         })
         .collect();
     // Let every request reach its guest, then ask the server to stop.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1500));
     let status = server.terminate(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
     for handle in handles {
-        assert_eq!(handle.join().unwrap(), (200, "slept 1500ms\n".to_string()));
+        assert_eq!(handle.join().unwrap(), (200, "slept 3000ms\n".to_string()));
     }
 }
 

@@ -23,6 +23,57 @@ const STDOUT_CHUNKS: usize = 16;
 /// Guest stderr logged per request; the rest is counted and dropped.
 const STDERR_BUDGET: usize = 64 * 1024;
 
+/// What stdout and stderr have in common as files: nothing to read, no seeking.
+macro_rules! write_only_stream {
+    ($file:ty) => {
+        impl AsyncRead for $file {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+                _buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        impl AsyncSeek for $file {
+            fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
+                Err(io::ErrorKind::Unsupported.into())
+            }
+            fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+                Poll::Ready(Ok(0))
+            }
+        }
+    };
+}
+
+/// The `VirtualFile` methods of a stream with no metadata and nothing to read.
+macro_rules! write_only_file_metadata {
+    () => {
+        fn last_accessed(&self) -> u64 {
+            0
+        }
+        fn last_modified(&self) -> u64 {
+            0
+        }
+        fn created_time(&self) -> u64 {
+            0
+        }
+        fn size(&self) -> u64 {
+            0
+        }
+        fn set_len(&mut self, _new_size: u64) -> wasmer_wasix::virtual_fs::Result<()> {
+            Err(wasmer_wasix::FsError::PermissionDenied)
+        }
+        fn unlink(&mut self) -> wasmer_wasix::virtual_fs::Result<()> {
+            Ok(())
+        }
+        fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(0))
+        }
+    };
+}
+
 /// The receiving end of a guest's stdout: output chunks in the order the guest wrote them,
 /// ending when the guest's instance is gone.
 pub type StdoutReceiver = mpsc::Receiver<Bytes>;
@@ -109,51 +160,14 @@ impl AsyncWrite for GuestStdout {
     }
 }
 
-impl AsyncRead for GuestStdout {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncSeek for GuestStdout {
-    fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Poll::Ready(Ok(0))
-    }
-}
+write_only_stream!(GuestStdout);
 
 impl VirtualFile for GuestStdout {
-    fn last_accessed(&self) -> u64 {
-        0
-    }
-    fn last_modified(&self) -> u64 {
-        0
-    }
-    fn created_time(&self) -> u64 {
-        0
-    }
-    fn size(&self) -> u64 {
-        0
-    }
-    fn set_len(&mut self, _new_size: u64) -> wasmer_wasix::virtual_fs::Result<()> {
-        Err(wasmer_wasix::FsError::PermissionDenied)
-    }
-    fn unlink(&mut self) -> wasmer_wasix::virtual_fs::Result<()> {
-        Ok(())
-    }
+    write_only_file_metadata!();
     fn is_open(&self) -> bool {
         self.inner
             .lock()
             .is_ok_and(|inner| !inner.sender.is_closed())
-    }
-    fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        Poll::Ready(Ok(0))
     }
     fn poll_write_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         ready!(self.inner().poll_room(cx))?;
@@ -235,47 +249,10 @@ impl AsyncWrite for GuestLog {
     }
 }
 
-impl AsyncRead for GuestLog {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        _buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncSeek for GuestLog {
-    fn start_seek(self: Pin<&mut Self>, _position: io::SeekFrom) -> io::Result<()> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Poll::Ready(Ok(0))
-    }
-}
+write_only_stream!(GuestLog);
 
 impl VirtualFile for GuestLog {
-    fn last_accessed(&self) -> u64 {
-        0
-    }
-    fn last_modified(&self) -> u64 {
-        0
-    }
-    fn created_time(&self) -> u64 {
-        0
-    }
-    fn size(&self) -> u64 {
-        0
-    }
-    fn set_len(&mut self, _new_size: u64) -> wasmer_wasix::virtual_fs::Result<()> {
-        Err(wasmer_wasix::FsError::PermissionDenied)
-    }
-    fn unlink(&mut self) -> wasmer_wasix::virtual_fs::Result<()> {
-        Ok(())
-    }
-    fn poll_read_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        Poll::Ready(Ok(0))
-    }
+    write_only_file_metadata!();
     fn poll_write_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         Poll::Ready(Ok(STDERR_BUDGET))
     }

@@ -100,16 +100,12 @@ impl Server {
 
     /// Like `start`, with another `WCGI_LOG` filter.
     pub fn start_with_log_level<S: AsRef<std::ffi::OsStr>>(args: &[S], log_level: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
+        let mut command = wcgi_command();
+        command
             .args(["run", "--addr", "127.0.0.1:0"])
             .args(args)
-            .env("WCGI_LOG", log_level)
-            .env("WCGI_CACHE_DIR", test_cache_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start wcgi");
+            .env("WCGI_LOG", log_level);
+        let mut child = command.spawn().expect("cannot start wcgi");
 
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -241,14 +237,21 @@ impl Drop for Server {
     }
 }
 
-/// Runs `wcgi ARGS...` to completion (it must exit within a minute).
-pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wcgi"))
-        .args(args)
+/// The `wcgi` binary under test, with piped output and this process's cache directory.
+fn wcgi_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wcgi"));
+    command
         .env("WCGI_CACHE_DIR", test_cache_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `wcgi ARGS...` to completion (it must exit within a minute).
+pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let mut child = wcgi_command()
+        .args(args)
         .spawn()
         .expect("cannot start wcgi");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
