@@ -42,7 +42,7 @@ fn an_endless_loop_is_stopped_at_the_timeout() {
     );
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     assert_goes_idle(&server);
-    assert!(server.logs().contains("stopped at its deadline"));
+    assert!(server.log_contains("stopped at its deadline"));
 }
 
 #[test]
@@ -207,8 +207,7 @@ fn a_client_that_disconnects_stops_its_guest() {
     stream.read_exact(&mut start).unwrap();
     drop(stream);
     assert_goes_idle(&server);
-    let logs = server.logs();
-    assert!(logs.contains("(cut short)"), "{logs}");
+    assert!(server.log_contains("(cut short)"), "{}", server.logs());
     assert_eq!(server.get_text("/?0").0, 200);
 }
 

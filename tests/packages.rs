@@ -212,7 +212,7 @@ fn compiled_modules_are_cached_across_runs_and_damage_is_repaired() {
     let first = Server::start_with_log_level(&args, "wcgi=debug");
     assert_eq!(first.get_text("/").0, 200);
     assert!(
-        first.logs().contains("compiled the module"),
+        first.log_contains("compiled the module"),
         "{}",
         first.logs()
     );
@@ -226,7 +226,7 @@ fn compiled_modules_are_cached_across_runs_and_damage_is_repaired() {
     let second = Server::start_with_log_level(&args, "wcgi=debug");
     assert_eq!(second.get_text("/").0, 200);
     assert!(
-        second.logs().contains("loaded the compiled module"),
+        second.log_contains("loaded the compiled module"),
         "{}",
         second.logs()
     );
@@ -245,7 +245,7 @@ fn compiled_modules_are_cached_across_runs_and_damage_is_repaired() {
     let third = Server::start(&args);
     assert_eq!(third.get_text("/").0, 200);
     assert!(
-        third.logs().contains("damaged; compiling again"),
+        third.log_contains("damaged; compiling again"),
         "{}",
         third.logs()
     );

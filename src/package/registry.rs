@@ -237,7 +237,7 @@ impl Registry {
             .http()?
             .post(endpoint.as_str())
             .json(&serde_json::json!({ "query": query }));
-        if let Some(token) = &self.settings.token {
+        if let Some(token) = self.token_for(endpoint) {
             request = request.bearer_auth(token);
         }
         let response = match request.send() {
@@ -287,7 +287,7 @@ impl Registry {
             .get(target.clone())
             .header(reqwest::header::ACCEPT, "application/webc");
         // The token is for the registry only, never for another host.
-        if let Some(token) = &self.settings.token
+        if let Some(token) = self.token_for(endpoint)
             && target.origin() == endpoint.origin()
         {
             request = request.bearer_auth(token);
@@ -324,6 +324,15 @@ impl Registry {
         Ok(Bytes::from(bytes))
     }
 
+    /// `--token` / `WCGI_TOKEN` / `WASMER_TOKEN`, else what `wasmer login` stored for this
+    /// registry.
+    fn token_for(&self, endpoint: &Url) -> Option<String> {
+        self.settings
+            .token
+            .clone()
+            .or_else(|| wasmer_login_token(endpoint))
+    }
+
     fn http(&self) -> anyhow::Result<&reqwest::blocking::Client> {
         if let Some(client) = self.http.get() {
             return Ok(client);
@@ -336,6 +345,36 @@ impl Registry {
             .context("cannot set up the HTTP client")?;
         Ok(self.http.get_or_init(|| client))
     }
+}
+
+/// The token `wasmer login` saved for `endpoint` in `$WASMER_DIR/wasmer.toml` (default
+/// `~/.wasmer`): `[[registry.tokens]]` entries of `registry` URL and `token`.
+fn wasmer_login_token(endpoint: &Url) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WasmerConfig {
+        registry: Logins,
+    }
+    #[derive(serde::Deserialize)]
+    struct Logins {
+        #[serde(default)]
+        tokens: Vec<Login>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Login {
+        registry: String,
+        token: String,
+    }
+    let dir = std::env::var_os("WASMER_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".wasmer")))?;
+    let text = std::fs::read_to_string(dir.join("wasmer.toml")).ok()?;
+    let config: WasmerConfig = toml::from_str(&text).ok()?;
+    config
+        .registry
+        .tokens
+        .into_iter()
+        .find(|login| registry_endpoint(Some(&login.registry)).is_ok_and(|url| url == *endpoint))
+        .map(|login| login.token)
 }
 
 /// A version's container: v3 preferred, v2 when only that exists.
@@ -389,4 +428,25 @@ fn download_progress(url: &str, length: Option<u64>) -> indicatif::ProgressBar {
         url.rsplit('/').next().unwrap_or(url)
     ));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasmer_login_tokens_are_found_by_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("wasmer.toml"),
+            "[registry]\nactive_registry = \"http://127.0.0.1:1/graphql\"\n\n[[registry.tokens]]\nregistry = \"http://127.0.0.1:1/graphql\"\ntoken = \"abc\"\n",
+        )
+        .unwrap();
+        // SAFETY: set before any thread of this test reads the environment.
+        unsafe { std::env::set_var("WASMER_DIR", dir.path()) };
+        let endpoint = registry_endpoint(Some("http://127.0.0.1:1/graphql")).unwrap();
+        assert_eq!(wasmer_login_token(&endpoint).as_deref(), Some("abc"));
+        let other = registry_endpoint(Some("http://127.0.0.1:2/graphql")).unwrap();
+        assert_eq!(wasmer_login_token(&other), None);
+    }
 }

@@ -169,6 +169,21 @@ impl Server {
         (status, response.text().expect("body"))
     }
 
+    /// Whether the log gets a line containing `needle` within a few seconds (the log is read
+    /// on another thread, so a line written just before a response may arrive just after).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's log so far (stderr).
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
@@ -242,6 +257,12 @@ fn wcgi_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wcgi"));
     command
         .env("WCGI_CACHE_DIR", test_cache_dir())
+        // Nothing from the developer's own setup may leak into tests.
+        .env("WASMER_DIR", test_cache_dir().join("no-wasmer-dir"))
+        .env_remove("WCGI_TOKEN")
+        .env_remove("WASMER_TOKEN")
+        .env_remove("WCGI_REGISTRY")
+        .env_remove("WASMER_REGISTRY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -250,10 +271,17 @@ fn wcgi_command() -> Command {
 
 /// Runs `wcgi ARGS...` to completion (it must exit within a minute).
 pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    let mut child = wcgi_command()
-        .args(args)
-        .spawn()
-        .expect("cannot start wcgi");
+    run_wcgi_with_env(args, &[])
+}
+
+/// Like `run_wcgi`, with extra environment variables.
+pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
+    let mut command = wcgi_command();
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("cannot start wcgi");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(_status) = child.try_wait().expect("try_wait") {
