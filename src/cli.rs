@@ -20,8 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a package over HTTP, one sandboxed instance per request.
     Run(Box<RunArgs>),
-    /// Create a project from a template (not implemented yet).
-    New(UnimplementedArgs),
+    /// Create a project from a template.
+    New(NewArgs),
     /// Show a package's commands, runners, annotations, modules and volumes.
     Inspect(InspectArgs),
     /// Download a registry package into the cache.
@@ -30,12 +30,23 @@ pub enum Command {
     Pack(PackArgs),
 }
 
-/// Placeholder for subcommands that are part of the product contract but not built yet:
-/// they accept anything and then say plainly that they are not implemented.
 #[derive(Debug, Args)]
-pub struct UnimplementedArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+pub struct NewArgs {
+    /// Directory to create the project in; must be empty unless --force.
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Which template (see --list).
+    #[arg(short, long, value_name = "NAME")]
+    pub template: Option<String>,
+
+    /// List the templates.
+    #[arg(long, conflicts_with = "template")]
+    pub list: bool,
+
+    /// Write into a directory that is not empty (files of the template are overwritten).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where packages come from; the same for `run`, `pull` and `inspect`.

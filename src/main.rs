@@ -9,6 +9,7 @@ mod package;
 mod run;
 mod runtime;
 mod server;
+mod templates;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
-        Command::New(_) => not_implemented("new"),
+        Command::New(args) => templates::new(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Pull(args) => pull(&args),
         Command::Pack(args) => pack::pack(&args),
@@ -56,12 +57,6 @@ fn pull(args: &cli::PullArgs) -> anyhow::Result<()> {
         fetched.cache_path.display()
     );
     Ok(())
-}
-
-fn not_implemented(subcommand: &str) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "`wcgi {subcommand}` is not implemented yet; registry packages are not supported in this version"
-    )
 }
 
 /// Logs go to stderr; `WCGI_LOG` takes a tracing filter (`debug`, `wcgi=trace`, ...).

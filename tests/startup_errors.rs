@@ -161,10 +161,3 @@ fn a_port_already_in_use() {
     );
     assert!(error.contains("--addr"), "{error}");
 }
-
-#[test]
-fn subcommands_not_built_yet_say_so() {
-    let output = run_wcgi(&["new", "site", "--template", "php"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
-}
