@@ -47,6 +47,11 @@ pub struct NewArgs {
     /// Write into a directory that is not empty (files of the template are overwritten).
     #[arg(long)]
     pub force: bool,
+
+    /// For interpreted templates: use this interpreter module (copied into the project)
+    /// instead of the registry package the template depends on.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub interpreter: Option<PathBuf>,
 }
 
 /// Where packages come from; the same for `run`, `pull` and `inspect`.

