@@ -59,30 +59,19 @@ fn measure(url: &str) -> Measurement {
 }
 
 /// The baseline: an axum server doing no work but answering the same bytes.
-fn start_baseline() -> String {
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            address_tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(|| async {
-                (
-                    [("content-type", "text/plain")],
-                    "Hello from WebAssembly!\n",
-                )
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+fn start_baseline() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            [("content-type", "text/plain")],
+            "Hello from WebAssembly!\n",
+        )
     });
-    format!("http://{}/", address_rx.recv().unwrap())
+    let (address, stop) = common::serve_in_background(app);
+    (format!("http://{address}/"), stop)
 }
 
 fn main() {
-    let baseline_url = start_baseline();
+    let (baseline_url, _baseline) = start_baseline();
     let server = Server::start(&[fixture("hello")]);
     let wcgi_url = server.url("/");
 

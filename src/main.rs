@@ -3,6 +3,7 @@
 mod atomic_file;
 mod cgi;
 mod cli;
+mod digest;
 mod inspect;
 mod pack;
 mod package;

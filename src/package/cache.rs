@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::atomic_file::write_atomically;
+pub use crate::digest::sha256_hex;
 
 /// How long a registry answer is reused without asking again (as Wasmer does).
 pub const QUERY_TTL: Duration = Duration::from_secs(10 * 60);
@@ -16,11 +16,6 @@ pub const QUERY_TTL: Duration = Duration::from_secs(10 * 60);
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-}
-
-/// The lowercase hex sha256 of some bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Cache {

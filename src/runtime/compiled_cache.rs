@@ -10,14 +10,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use wasmer::{Engine, Module};
 
 use crate::atomic_file::write_atomically;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+use crate::digest::sha256_hex;
 
 fn entry_paths(dir: &Path, wasm: &[u8], max_memory: u64) -> (PathBuf, PathBuf) {
     let target = wasmer_types::target::Target::default();

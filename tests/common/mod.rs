@@ -86,6 +86,32 @@ pub fn python_interpreter() -> PathBuf {
     .clone()
 }
 
+/// An axum app served on a free loopback port from a thread of its own, until the returned
+/// sender is dropped or fired.
+pub fn serve_in_background(
+    app: axum::Router,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (address_tx, address_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            address_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (address_rx.recv().unwrap(), stop_tx)
+}
+
 /// A temporary package directory holding `wasmer.toml` with the given text.
 pub fn package_dir(manifest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

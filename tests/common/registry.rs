@@ -57,30 +57,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 impl LocalRegistry {
     pub fn start() -> LocalRegistry {
         let state = Arc::new(Mutex::new(RegistryState::default()));
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                address_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = Router::new()
-                    .route("/graphql", post(graphql))
-                    .route("/files/{name}", get(file))
-                    .with_state(shared);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let address = address_rx.recv().unwrap();
+        let app = Router::new()
+            .route("/graphql", post(graphql))
+            .route("/files/{name}", get(file))
+            .with_state(shared);
+        let (address, stop_tx) = super::serve_in_background(app);
         let base = format!("http://127.0.0.1:{}", address.port());
         {
             let mut state = state.lock().unwrap();
