@@ -79,10 +79,10 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
         ModuleSource::Unknown { module, .. } => format!("{module} (no such module)"),
         ModuleSource::Dependency {
             dependency,
-            requirement,
+            source,
             module,
-        } => match requirement {
-            Some(requirement) => format!("{dependency}:{module} (dependency, {requirement})"),
+        } => match source {
+            Some(reference) => format!("{dependency}:{module} (dependency, {reference})"),
             None => format!("{dependency}:{module} (dependency missing from [dependencies])"),
         },
     };

@@ -344,7 +344,7 @@ fn a_command_can_run_a_module_of_a_dependency() {
     let (ok, stdout, stderr) = setup.wcgi("inspect", &app.path().display().to_string(), &[]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("module: test/env:env (dependency, ^1)"),
+        stdout.contains("module: test/env:env (dependency, test/env@^1)"),
         "{stdout}"
     );
 
@@ -352,6 +352,29 @@ fn a_command_can_run_a_module_of_a_dependency() {
     let (status, text) = server.get_text("/");
     assert_eq!(status, 200, "{text}");
     // The dependency's module runs as this package's command, with this command's annotations.
+    assert!(
+        text.contains("ARG 0=site") && text.contains("PACKAGE_VERSION=app"),
+        "{text}"
+    );
+    drop(server);
+
+    // Packed, the dependency travels in the container's `use` map and resolves the same way.
+    let container = app.path().join("app.webc");
+    let container_arg = container.display().to_string();
+    let packed = run_wcgi(&[
+        OsString::from("pack"),
+        app.path().into(),
+        "-o".into(),
+        container.clone().into(),
+    ]);
+    assert!(
+        packed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
+    let server = setup.serve(&container_arg, &[]);
+    let (status, text) = server.get_text("/");
+    assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("ARG 0=site") && text.contains("PACKAGE_VERSION=app"),
         "{text}"
@@ -399,4 +422,39 @@ fn the_token_saved_by_wasmer_login_is_used_for_its_registry() {
             .all(|(_, auth)| auth.as_deref() == Some("Bearer from-login")),
         "{seen:?}"
     );
+}
+
+#[test]
+fn an_unreachable_registry_and_an_archived_only_package_are_explained() {
+    let setup = setup();
+    let (_, v3) = env_containers(setup._work.path(), "3.0.0");
+    setup
+        .registry
+        .publish("test/gone", "3.0.0", None, Some(&v3), true);
+    let (ok, _, stderr) = setup.wcgi("inspect", "test/gone", &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("package test/gone has only archived versions"),
+        "{stderr}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = run_wcgi(&[
+        OsString::from("pull"),
+        "test/env".into(),
+        "--registry".into(),
+        format!("http://{closed}/graphql").into(),
+        "--cache-dir".into(),
+        setup.cache.path().into(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the registry at") && stderr.contains("--offline"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

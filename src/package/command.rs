@@ -28,10 +28,11 @@ pub enum ModuleSource {
     },
     /// `namespace/name:module`, a module of a dependency fetched from the registry.
     Dependency {
-        /// The dependency's package name.
+        /// The dependency's name as the command refers to it.
         dependency: String,
-        /// Its version requirement from `[dependencies]`; `None` when it is not listed there.
-        requirement: Option<semver::VersionReq>,
+        /// Where to get it (`[dependencies]` or the container's `use` map); `None` when the
+        /// manifest does not say.
+        source: Option<Reference>,
         module: String,
     },
 }
@@ -81,7 +82,7 @@ impl CommandSpec {
             ),
             ModuleSource::Dependency {
                 dependency,
-                requirement: None,
+                source: None,
                 module,
             } => bail!(
                 "command \"{}\" uses module \"{dependency}:{module}\", but \"{dependency}\" is not \
@@ -89,17 +90,12 @@ impl CommandSpec {
                 self.name
             ),
             ModuleSource::Dependency {
-                dependency,
-                requirement: Some(requirement),
+                source: Some(reference),
                 module,
+                ..
             } => {
-                let reference = Reference::Named {
-                    registry: None,
-                    name: dependency.clone(),
-                    requirement: requirement.clone(),
-                };
                 let fetched = Registry::new(registry.clone())
-                    .fetch(&reference)
+                    .fetch(reference)
                     .with_context(|| {
                         format!("dependency {reference} of command \"{}\"", self.name)
                     })?;

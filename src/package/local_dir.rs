@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use wasmer_config::package::{Command, Manifest, ModuleReference};
 
 use super::annotations::{WasiAnnotation, WcgiAnnotation, from_annotations};
+use super::reference::Reference;
 use super::{CommandSpec, ModuleSource, Package, manifest_base};
 use crate::runtime::{MountSpec, guest_path};
 
@@ -85,7 +86,13 @@ pub fn load(dir: &Path) -> anyhow::Result<Package> {
             (None, ModuleReference::Dependency { dependency, module }) => {
                 ModuleSource::Dependency {
                     dependency: dependency.clone(),
-                    requirement: manifest.dependencies.get(dependency).cloned(),
+                    source: manifest.dependencies.get(dependency).map(|requirement| {
+                        Reference::Named {
+                            registry: None,
+                            name: dependency.clone(),
+                            requirement: requirement.clone(),
+                        }
+                    }),
                     module: module.clone(),
                 }
             }

@@ -7,6 +7,7 @@ use webc::metadata::annotations::Atom;
 use webc::{Container, Version};
 
 use super::annotations::{WasiAnnotation, WcgiAnnotation, from_annotation_map};
+use super::reference::Reference;
 use super::{CommandSpec, ModuleSource, Package};
 use crate::runtime::{Mount, guest_path};
 
@@ -41,10 +42,11 @@ pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
                     ..
                 }),
                 _,
-            ) => bail!(
-                "{shown}: command \"{name}\" runs module \"{atom}\" of dependency \"{dependency}\"; \
-                 dependencies inside .webc containers are not supported yet"
-            ),
+            ) => ModuleSource::Dependency {
+                source: dependency_reference(manifest, &dependency)?,
+                dependency,
+                module: atom,
+            },
             (Some(Atom { name: atom, .. }), _) | (None, Some(atom)) => {
                 match container.get_atom(&atom) {
                     Some(buffer) => ModuleSource::Bytes(buffer.into_bytes()),
@@ -119,5 +121,28 @@ fn version_name(version: Version) -> &'static str {
         "v3"
     } else {
         "(unknown version)"
+    }
+}
+
+/// Where the container's `use` map says a dependency comes from: `namespace/name@requirement`
+/// in a registry, or a URL of a container.
+fn dependency_reference(
+    manifest: &webc::metadata::Manifest,
+    alias: &str,
+) -> anyhow::Result<Option<Reference>> {
+    use webc::metadata::UrlOrManifest;
+    match manifest.use_map.get(alias) {
+        None => Ok(None),
+        Some(UrlOrManifest::RegistryDependentUrl(text)) => {
+            Reference::parse(text)?.map(Some).with_context(|| {
+                format!("dependency \"{alias}\" names `{text}`, which is not a package reference")
+            })
+        }
+        Some(UrlOrManifest::Url(url)) => Ok(Some(Reference::Url(url.clone()))),
+        Some(UrlOrManifest::Manifest(_)) => {
+            bail!(
+                "dependency \"{alias}\" is embedded as a manifest, which wcgi does not read; rebuild the container"
+            )
+        }
     }
 }
