@@ -54,6 +54,9 @@ pub struct GuestProgram {
     args: Vec<String>,
     mounts: Vec<Mount>,
     current_dir: Option<String>,
+    /// Env and args are complete per request already: the annotation given to the WASI
+    /// runner must add nothing.
+    empty_annotation: webc::metadata::annotations::Wasi,
 }
 
 /// The per-request inputs and outputs of one instance.
@@ -119,6 +122,7 @@ impl GuestProgram {
             hash: ModuleHash::new(&spec.wasm),
             engine,
             module,
+            empty_annotation: webc::metadata::annotations::Wasi::new(&spec.name),
             name: spec.name,
             args: spec.args,
             mounts: spec.mounts,
@@ -158,11 +162,9 @@ impl GuestProgram {
         if let Some(dir) = &self.current_dir {
             runner.with_current_dir(dir);
         }
-        // Env and args are complete already; the annotation passed here must add nothing.
-        let annotation = webc::metadata::annotations::Wasi::new(&self.name);
         let builder = runner.prepare_webc_env(
             &self.name,
-            &annotation,
+            &self.empty_annotation,
             PackageOrHash::Hash(self.hash),
             RuntimeOrEngine::Runtime(self.runtime.clone()),
             None,
