@@ -27,19 +27,7 @@ fn env_containers(dir: &Path, version: &str) -> (PathBuf, PathBuf) {
     let mut outputs = Vec::new();
     for format in ["3", "2"] {
         let output = dir.join(format!("env-{version}-v{format}.webc"));
-        let result = run_wcgi(&[
-            OsString::from("pack"),
-            package.clone().into(),
-            "-o".into(),
-            output.clone().into(),
-            "--webc-version".into(),
-            format.into(),
-        ]);
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        common::pack(&package, &output, format);
         outputs.push(output);
     }
     (outputs[0].clone(), outputs[1].clone())
@@ -361,17 +349,7 @@ fn a_command_can_run_a_module_of_a_dependency() {
     // Packed, the dependency travels in the container's `use` map and resolves the same way.
     let container = app.path().join("app.webc");
     let container_arg = container.display().to_string();
-    let packed = run_wcgi(&[
-        OsString::from("pack"),
-        app.path().into(),
-        "-o".into(),
-        container.clone().into(),
-    ]);
-    assert!(
-        packed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&packed.stderr)
-    );
+    common::pack(app.path(), &container, "3");
     let server = setup.serve(&container_arg, &[]);
     let (status, text) = server.get_text("/");
     assert_eq!(status, 200, "{text}");

@@ -213,17 +213,7 @@ fn the_python_template_gets_its_interpreter_from_a_registry() {
     let interpreter = common::python_interpreter();
     let work = tempfile::tempdir().unwrap();
     let container = work.path().join("python.webc");
-    let packed = run_wcgi(&[
-        OsString::from("pack"),
-        interpreter.into(),
-        "-o".into(),
-        container.clone().into(),
-    ]);
-    assert!(
-        packed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&packed.stderr)
-    );
+    common::pack(&interpreter, &container, "3");
     let registry = common::registry::LocalRegistry::start();
     registry.publish("wcgi/python", "3.12.0", Some(&container), None, false);
 

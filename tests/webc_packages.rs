@@ -54,20 +54,7 @@ env = ["FROM_ANNOTATION=yes"]
 
 fn pack(dir: &Path, version: &str) -> PathBuf {
     let output = dir.join(format!("suite-v{version}.webc"));
-    let result = run_wcgi(&[
-        "pack".as_ref(),
-        dir.as_os_str(),
-        "-o".as_ref(),
-        output.as_os_str(),
-        "--webc-version".as_ref(),
-        version.as_ref(),
-    ]);
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    let stdout = common::pack(dir, &output, version);
     assert!(stdout.starts_with("Packed test/suite into "), "{stdout}");
     let magic = std::fs::read(&output).unwrap();
     assert_eq!(&magic[..8], format!("\0webc00{version}").as_bytes());

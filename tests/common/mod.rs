@@ -345,6 +345,24 @@ pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &P
     child.wait_with_output().expect("output")
 }
 
+/// `wcgi pack DIR -o OUTPUT --webc-version VERSION`, which must succeed; returns its stdout.
+pub fn pack(dir: &Path, output: &Path, webc_version: &str) -> String {
+    let result = run_wcgi(&[
+        "pack".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+        "--webc-version".as_ref(),
+        webc_version.as_ref(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    String::from_utf8_lossy(&result.stdout).into_owned()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
