@@ -405,3 +405,19 @@ fn oversized_bodies_are_refused() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().unwrap().len(), 1024);
 }
+
+#[test]
+fn http2_clients_are_served_and_see_their_protocol() {
+    let server = Server::start(&[fixture("env")]);
+    let http2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let response = http2.get(server.url("/h2?x=1")).send().unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        let (_, env, _) = parse_env_dump(&response.text().unwrap());
+        assert_eq!(env["SERVER_PROTOCOL"], "HTTP/2.0");
+        assert_eq!(env["QUERY_STRING"], "x=1");
+    }
+}

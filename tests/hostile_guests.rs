@@ -383,3 +383,23 @@ fn a_client_stalling_its_body_gets_408() {
         "took {closed_after:?}"
     );
 }
+
+#[test]
+fn an_idle_server_uses_no_cpu_and_serves_new_connections() {
+    // Wasmer 7.1's WCGI runner spun a core while idle and hung on a second connection
+    // without keep-alive (wasmerio/wasmer#5047).
+    let server = Server::start(&[fixture("hello")]);
+    assert_goes_idle(&server);
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let (received, _) = read_until_closed(stream, Duration::from_secs(5));
+        assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+        assert!(received.contains("Hello from WebAssembly!\n"), "{received}");
+    }
+    assert_goes_idle(&server);
+}
