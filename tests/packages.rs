@@ -115,44 +115,22 @@ fn the_guest_sees_only_what_was_mapped() {
 fn dir_maps_a_host_directory_at_the_same_path() {
     let live = tempfile::tempdir().unwrap();
     std::fs::write(live.path().join("page.txt"), "same path\n").unwrap();
-    // The files fixture reads /app + PATH_INFO: ask for the host path below /app's parent.
-    let app = live.path().join("app");
-    std::fs::create_dir(&app).unwrap();
-    std::fs::write(app.join("page.txt"), "same path\n").unwrap();
-    let manifest = format!(
-        r#"
-[[module]]
-name = "env"
-source = "{wasm}"
-abi = "wasi"
+    let host_file = live.path().join("page.txt").display().to_string();
+    let read = format!("/read?{host_file}");
 
-[[command]]
-name = "files"
-module = "env"
-runner = "wcgi"
-"#,
-        wasm = fixture("files").display()
-    );
-    let package = package_dir(&manifest);
-    let server = Server::start(&[
-        package.path().as_os_str(),
-        "--dir".as_ref(),
-        app.as_os_str(),
-    ]);
-    // `--dir HOST` mounts at HOST's absolute path, not at /app.
-    assert_eq!(server.get_text("/page.txt").0, 404);
+    // Without --dir the guest cannot see the host path.
+    let server = Server::start(&[fixture("files")]);
+    assert_eq!(server.get_text(&read).0, 404);
     drop(server);
 
-    let mapdir = format!("/app:{}", app.display());
     let server = Server::start(&[
-        package.path().as_os_str(),
-        "--mapdir".as_ref(),
-        mapdir.as_ref(),
+        fixture("files").as_os_str(),
+        "--dir".as_ref(),
+        live.path().as_os_str(),
     ]);
-    assert_eq!(
-        server.get_text("/page.txt"),
-        (200, "same path\n".to_string())
-    );
+    assert_eq!(server.get_text(&read), (200, "same path\n".to_string()));
+    // It is mounted at its own path, not at /app.
+    assert_eq!(server.get_text("/page.txt").0, 404);
 }
 
 #[test]
