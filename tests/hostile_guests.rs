@@ -118,6 +118,14 @@ fn fifty_megabytes_stream_with_bounded_server_memory() {
     assert_eq!(total, 50 << 20);
     let growth = peak.saturating_sub(rss_before);
     assert!(growth < 64 << 20, "server RSS grew by {} MiB", growth >> 20);
+    // While the client stalled, the guest was held back instead of piling up its output:
+    // an unbounded buffer would have taken most of the 50 MB here.
+    let stalled_growth = rss_while_stalled.saturating_sub(rss_before);
+    assert!(
+        stalled_growth < 16 << 20,
+        "RSS grew by {} MiB while the client stalled",
+        stalled_growth >> 20
+    );
 }
 
 #[test]
@@ -140,7 +148,7 @@ fn oversized_and_garbage_heads_are_bad_gateways() {
 }
 
 #[test]
-fn large_bodies_get_413_without_an_instance() {
+fn large_bodies_get_413() {
     let server = Server::start(&[
         fixture("env").as_os_str(),
         "--max-body".as_ref(),
