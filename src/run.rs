@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::runtime::{GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
@@ -56,7 +56,12 @@ fn prepare(
     command: &CommandSpec,
     wasm: bytes::Bytes,
 ) -> anyhow::Result<AppState> {
+    let routing = command
+        .wcgi
+        .script_routing()
+        .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
     let mounts = open_mounts(args, package)?;
+    let guest_files = GuestFiles::new(mounts.clone());
 
     let host_env: Vec<(String, String)> = if args.forward_host_env {
         std::env::vars_os()
@@ -90,7 +95,7 @@ fn prepare(
     })
     .with_context(|| format!("command \"{}\"", command.name))?;
 
-    Ok(AppState::new(
+    let mut app = AppState::new(
         program,
         static_env,
         Limits {
@@ -101,7 +106,10 @@ fn prepare(
                 .map_or_else(default_concurrency, |n| n as usize),
             max_queue: args.max_queue,
         },
-    ))
+    );
+    app.routing = routing;
+    app.guest_files = guest_files;
+    Ok(app)
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

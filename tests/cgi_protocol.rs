@@ -304,6 +304,18 @@ fn a_non_zero_exit_before_the_head_is_an_internal_server_error() {
 }
 
 #[test]
+fn a_non_zero_exit_after_a_whole_response_delivers_it() {
+    // php-cgi's fatal errors: a complete 500 page, then exit status 255.
+    let server = Server::start(&[fixture("responses")]);
+    let response = server.get("/fatal");
+    assert_eq!(response.status(), 500);
+    let (body, clean) = read_body(response);
+    assert!(clean, "the response the guest wrote must arrive whole");
+    assert_eq!(body, b"fatal page\n");
+    assert!(server.log_contains("exited with status 255 after sending its response"));
+}
+
+#[test]
 fn a_trap_after_the_head_cuts_the_response_short() {
     let mut server = Server::start(&[fixture("trap-after-head")]);
     for _ in 0..3 {

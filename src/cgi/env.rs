@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use http::{HeaderMap, Method, Uri, Version, header};
 use percent_encoding::percent_decode_str;
 
+use super::routing::ScriptRoute;
+
 /// Request headers that never reach the guest as `HTTP_*`: credentials (the guest gets only
 /// `AUTH_TYPE`) and `Proxy`, whose `HTTP_PROXY` would poison outbound clients (httpoxy).
 const WITHHELD_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "proxy"];
@@ -89,8 +91,17 @@ pub struct CgiRequest<'a> {
     pub local: SocketAddr,
     /// Length of the body the guest will read on stdin; `None` when the request has no body.
     pub body_len: Option<u64>,
-    /// The mount prefix of the served command (`SCRIPT_NAME`); empty when served at the root.
-    pub script_name: &'a str,
+    /// The script the request runs, when the command routes scripts under a document root;
+    /// without one the whole path is `PATH_INFO` of the one program.
+    pub route: Option<&'a ScriptRoute>,
+}
+
+/// The request path, percent-decoded (`PATH_INFO` and script routing work on this).
+pub fn decoded_path(uri: &Uri) -> Result<String, RequestError> {
+    percent_decode_str(uri.path())
+        .decode_utf8()
+        .map(|path| path.into_owned())
+        .map_err(|_| RequestError::PathNotUtf8)
 }
 
 impl CgiRequest<'_> {
@@ -98,11 +109,7 @@ impl CgiRequest<'_> {
     /// environment, overridden in turn by everything derived from the request.
     pub fn env(&self, static_env: &StaticEnv) -> Result<Vec<(String, String)>, RequestError> {
         let path = self.uri.path();
-        let below_script = path.strip_prefix(self.script_name).unwrap_or(path);
-        let path_info = percent_decode_str(below_script)
-            .decode_utf8()
-            .map_err(|_| RequestError::PathNotUtf8)?
-            .into_owned();
+        let decoded = decoded_path(self.uri)?;
 
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let mut set = |key: &str, value: String| env.insert(key.to_string(), value);
@@ -115,9 +122,9 @@ impl CgiRequest<'_> {
         );
         set("SERVER_NAME", self.server_name());
         set("SERVER_PORT", self.local.port().to_string());
-        set("SCRIPT_NAME", self.script_name.to_string());
+        set("SCRIPT_NAME", String::new());
         set("DOCUMENT_ROOT", "/app/".into());
-        set("SCRIPT_FILENAME", format!("/app{path_info}"));
+        set("SCRIPT_FILENAME", format!("/app{decoded}"));
         // php-cgi refuses to run without it (its force-cgi-redirect protection).
         set("REDIRECT_STATUS", "200".into());
 
@@ -136,7 +143,25 @@ impl CgiRequest<'_> {
                 .into(),
         );
         set("QUERY_STRING", self.uri.query().unwrap_or_default().into());
-        set("PATH_INFO", path_info);
+        match self.route {
+            // The routed script is a fact about this request, so it wins over configuration.
+            Some(route) => {
+                set("SCRIPT_NAME", route.script_name.clone());
+                set("SCRIPT_FILENAME", route.script_filename.clone());
+                set("DOCUMENT_ROOT", route.document_root.clone());
+                if !route.path_info.is_empty() {
+                    // RFC 3875 §4.1.6: PATH_INFO mapped into the document root.
+                    set(
+                        "PATH_TRANSLATED",
+                        format!("{}{}", route.document_root, route.path_info),
+                    );
+                }
+                set("PATH_INFO", route.path_info.clone());
+            }
+            None => {
+                set("PATH_INFO", decoded);
+            }
+        }
         set("REMOTE_ADDR", self.remote.ip().to_string());
         set("REMOTE_PORT", self.remote.port().to_string());
         if let Some(scheme) = self.auth_scheme() {
@@ -250,7 +275,7 @@ mod tests {
             remote: "10.0.0.7:51234".parse().unwrap(),
             local: "127.0.0.1:8000".parse().unwrap(),
             body_len,
-            script_name: "",
+            route: None,
         };
         request.env(static_env).unwrap().into_iter().collect()
     }
@@ -287,6 +312,40 @@ mod tests {
         assert!(env["SERVER_SOFTWARE"].starts_with("wcgi/"));
         assert!(!env.contains_key("CONTENT_LENGTH"));
         assert!(!env.contains_key("CONTENT_TYPE"));
+    }
+
+    #[test]
+    fn a_routed_script_sets_the_script_variables_over_configuration() {
+        let method = Method::GET;
+        let uri: Uri = "/x.php/a%20b?q=1".parse().unwrap();
+        let headers = HeaderMap::new();
+        let route = ScriptRoute {
+            script_name: "/x.php".into(),
+            path_info: "/a b".into(),
+            script_filename: "/srv/x.php".into(),
+            document_root: "/srv".into(),
+        };
+        let configured = StaticEnv::from_layers([vec![
+            ("SCRIPT_FILENAME".to_string(), "/app/index.php".to_string()),
+            ("DOCUMENT_ROOT".to_string(), "/app".to_string()),
+        ]]);
+        let request = CgiRequest {
+            method: &method,
+            uri: &uri,
+            version: Version::HTTP_11,
+            headers: &headers,
+            remote: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+            body_len: None,
+            route: Some(&route),
+        };
+        let env: BTreeMap<String, String> = request.env(&configured).unwrap().into_iter().collect();
+        assert_eq!(env["SCRIPT_NAME"], "/x.php");
+        assert_eq!(env["SCRIPT_FILENAME"], "/srv/x.php");
+        assert_eq!(env["DOCUMENT_ROOT"], "/srv");
+        assert_eq!(env["PATH_INFO"], "/a b");
+        assert_eq!(env["PATH_TRANSLATED"], "/srv/a b");
+        assert_eq!(env["REQUEST_URI"], "/x.php/a%20b?q=1");
     }
 
     #[test]
@@ -374,7 +433,7 @@ mod tests {
                 remote: "127.0.0.1:1".parse().unwrap(),
                 local: "127.0.0.1:2".parse().unwrap(),
                 body_len: None,
-                script_name: "",
+                route: None,
             };
             assert_eq!(request.env(&StaticEnv::default()), Err(error));
         }

@@ -3,6 +3,8 @@
 
 mod env;
 mod response;
+mod routing;
 
-pub use env::{CgiRequest, StaticEnv};
+pub use env::{CgiRequest, StaticEnv, decoded_path};
 pub use response::{HeadError, HeadSplit, ResponseKind, parse_response_head, split_head};
+pub use routing::{DocumentTree, EntryKind, Routed, ScriptRoute, ScriptRouting};

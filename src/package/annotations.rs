@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::cgi::ScriptRouting;
+
 /// `[command.annotations.wasi]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,10 +26,84 @@ pub struct WasiAnnotation {
 pub struct WcgiAnnotation {
     /// The CGI dialect; only `rfc-3875` exists (absent means it too).
     pub dialect: Option<String>,
+    /// Guest directory holding the scripts (`/app`). Setting it turns on script routing:
+    /// each request runs the script its path names, as php-cgi expects.
+    pub document_root: Option<String>,
+    /// Extensions (without the dot) of the files that are scripts, e.g. `["php"]`.
+    #[serde(default)]
+    pub script_extensions: Vec<String>,
+    /// Scripts tried for a path naming a directory; default `index.<first extension>`.
+    pub index: Option<Vec<String>>,
+    /// The script (a URL path under the root, `/index.php`) for paths that name nothing.
+    pub front_controller: Option<String>,
 }
 
 /// The only CGI dialect wcgi speaks.
 pub const RFC_3875: &str = "rfc-3875";
+
+impl WcgiAnnotation {
+    /// The script routing this annotation asks for, checked: `None` when `document-root` is
+    /// absent. Errors name the field and say what is expected.
+    pub fn script_routing(&self) -> Result<Option<ScriptRouting>, String> {
+        let Some(root) = &self.document_root else {
+            let stray = [
+                ("script-extensions", !self.script_extensions.is_empty()),
+                ("index", self.index.is_some()),
+                ("front-controller", self.front_controller.is_some()),
+            ];
+            return match stray.iter().find(|(_, set)| *set) {
+                Some((field, _)) => Err(format!(
+                    "annotations.wcgi.{field} needs annotations.wcgi.document-root (the guest \
+                     directory holding the scripts, e.g. \"/app\")"
+                )),
+                None => Ok(None),
+            };
+        };
+        if !root.starts_with('/') {
+            return Err(format!(
+                "annotations.wcgi.document-root must be an absolute guest path such as \"/app\", \
+                 got {root:?}"
+            ));
+        }
+        if let Some(bad) = self
+            .script_extensions
+            .iter()
+            .find(|e| e.is_empty() || e.contains(['.', '/']))
+        {
+            return Err(format!(
+                "annotations.wcgi.script-extensions: {bad:?} is not an extension; write \"php\", \
+                 not \".php\""
+            ));
+        }
+        let index = match &self.index {
+            Some(index) => index.clone(),
+            None => self
+                .script_extensions
+                .first()
+                .map(|extension| vec![format!("index.{extension}")])
+                .unwrap_or_default(),
+        };
+        if let Some(bad) = index
+            .iter()
+            .find(|name| name.is_empty() || name.contains('/'))
+        {
+            return Err(format!(
+                "annotations.wcgi.index: {bad:?} is not a file name"
+            ));
+        }
+        let front_controller = match &self.front_controller {
+            Some(path) if !path.starts_with('/') => format!("/{path}"),
+            Some(path) => path.clone(),
+            None => String::new(),
+        };
+        Ok(Some(ScriptRouting {
+            document_root: root.trim_end_matches('/').to_string(),
+            script_extensions: self.script_extensions.clone(),
+            index_files: index,
+            front_controller: (!front_controller.is_empty()).then_some(front_controller),
+        }))
+    }
+}
 
 impl WasiAnnotation {
     /// The annotation `env` as pairs; an entry without `=` sets an empty value.

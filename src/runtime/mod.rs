@@ -3,12 +3,14 @@
 
 mod compiled_cache;
 mod engine;
+mod guest_files;
 mod instance;
 mod memory_cap;
 mod mounts;
 mod stdio;
 mod watchdog;
 
+pub use guest_files::GuestFiles;
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountSpec, guest_path};
 pub use stdio::{GuestLog, StdoutReceiver, stdout_channel};

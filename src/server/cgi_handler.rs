@@ -17,7 +17,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use super::access_log::AccessRecord;
-use crate::cgi::{CgiRequest, HeadError, HeadSplit, ResponseKind, parse_response_head, split_head};
+use crate::cgi::{
+    CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
+    parse_response_head, split_head,
+};
 use crate::runtime::{GuestExit, GuestLog, Invocation, StdoutReceiver, stdout_channel};
 
 /// Most local redirects (`Location: /path` without `Status`) followed for one request.
@@ -159,6 +162,10 @@ async fn run_guest(
     mut record: AccessRecord,
     deadline: Instant,
 ) -> Result<Outcome, Response> {
+    let route = match route_script(app, target, request_id) {
+        Ok(route) => route,
+        Err(answer) => return Err(answer.respond(record)),
+    };
     let request = CgiRequest {
         method: &target.method,
         uri: &target.uri,
@@ -167,7 +174,7 @@ async fn run_guest(
         remote: addrs.remote,
         local: addrs.local,
         body_len: target.has_body.then_some(target.body.len() as u64),
-        script_name: "",
+        route: route.as_ref(),
     };
     let env = match request.env(&app.static_env) {
         Ok(env) => env,
@@ -285,6 +292,68 @@ async fn run_guest(
     Ok(Outcome::Respond(response))
 }
 
+/// An answer the server gives itself, without starting an instance.
+struct HostAnswer {
+    status: StatusCode,
+    message: &'static str,
+    location: Option<String>,
+}
+
+impl HostAnswer {
+    fn new(status: StatusCode, message: &'static str) -> Self {
+        HostAnswer {
+            status,
+            message,
+            location: None,
+        }
+    }
+
+    fn respond(self, record: AccessRecord) -> Response {
+        let mut response = plain(record, self.status, self.message);
+        if let Some(value) = self
+            .location
+            .and_then(|l| http::HeaderValue::from_str(&l).ok())
+        {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+/// The script a request runs, for commands that route scripts under a document root. Paths
+/// that name no script are answered by the server itself.
+fn route_script(
+    app: &AppState,
+    target: &Target,
+    request_id: &str,
+) -> Result<Option<ScriptRoute>, HostAnswer> {
+    let Some(routing) = &app.routing else {
+        return Ok(None);
+    };
+    let path = decoded_path(&target.uri).map_err(|error| {
+        tracing::info!(request = %request_id, "bad request: {error}");
+        HostAnswer::new(StatusCode::BAD_REQUEST, "bad request\n")
+    })?;
+    match routing.route(&path, &app.guest_files) {
+        Routed::Script(route) => Ok(Some(route)),
+        Routed::AddTrailingSlash => {
+            let location = match target.uri.query() {
+                Some(query) => format!("{}/?{query}", target.uri.path()),
+                None => format!("{}/", target.uri.path()),
+            };
+            Err(HostAnswer {
+                location: Some(location),
+                ..HostAnswer::new(StatusCode::MOVED_PERMANENTLY, "moved permanently\n")
+            })
+        }
+        Routed::NotAScript => {
+            tracing::info!(request = %request_id, "{path}: not a script, so neither run nor shown");
+            Err(HostAnswer::new(StatusCode::NOT_FOUND, "not found\n"))
+        }
+        Routed::NotFound => Err(HostAnswer::new(StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
 /// Where the head ends in the bytes read so far.
 struct HeadBounds {
     head_len: usize,
@@ -355,7 +424,12 @@ fn stream_body(
         }
         let guest = state.guest.take()?;
         let exit = wait(guest).await;
-        if exit.is_success() {
+        if let GuestExit::Exited(code) = exit {
+            // The guest wrote all it meant to and exited on its own: deliver it as written,
+            // as Apache does. (php-cgi exits 255 after the 500 page of a fatal error.)
+            if code != 0 {
+                tracing::warn!(request = %state.context.request_id, "guest {exit} after sending its response");
+            }
             state.context.record.complete();
             return None;
         }

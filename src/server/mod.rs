@@ -16,8 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cgi::StaticEnv;
-use crate::runtime::GuestProgram;
+use crate::cgi::{ScriptRouting, StaticEnv};
+use crate::runtime::{GuestFiles, GuestProgram};
 pub use listener::ConnectionLimits;
 
 /// Per-request limits, from the command line.
@@ -38,6 +38,10 @@ pub struct AppState {
     pub program: GuestProgram,
     pub static_env: StaticEnv,
     pub limits: Limits,
+    /// Script routing under a document root, when the command asks for it.
+    pub routing: Option<ScriptRouting>,
+    /// The guest's mounts, for decisions made before an instance starts.
+    pub guest_files: GuestFiles,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -58,6 +62,8 @@ impl AppState {
         AppState {
             program,
             static_env,
+            routing: None,
+            guest_files: GuestFiles::default(),
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             limits,
             waiting: AtomicUsize::new(0),

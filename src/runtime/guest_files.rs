@@ -1,0 +1,55 @@
+//! The guest's filesystem seen from the host, through the same mounts the instances get: what
+//! script routing (and anything else deciding before an instance starts) looks at.
+
+use std::path::Path;
+
+use crate::cgi::{DocumentTree, EntryKind};
+
+use super::Mount;
+
+/// Every mount of the served command, looked up by guest path.
+#[derive(Debug, Clone, Default)]
+pub struct GuestFiles {
+    mounts: Vec<Mount>,
+}
+
+impl GuestFiles {
+    pub fn new(mounts: Vec<Mount>) -> Self {
+        GuestFiles { mounts }
+    }
+
+    /// The mount holding `guest_path` (the deepest one, as mounts may nest) and the path
+    /// inside it.
+    fn locate<'a>(&self, guest_path: &'a str) -> Option<(&Mount, &'a str)> {
+        self.mounts
+            .iter()
+            .filter_map(|mount| {
+                let inside = if mount.guest == "/" {
+                    guest_path
+                } else {
+                    guest_path.strip_prefix(mount.guest.as_str())?
+                };
+                match inside {
+                    "" => Some((mount, "/")),
+                    _ if inside.starts_with('/') => Some((mount, inside)),
+                    _ => None,
+                }
+            })
+            .max_by_key(|(mount, _)| mount.guest.len())
+    }
+}
+
+impl DocumentTree for GuestFiles {
+    fn entry_kind(&self, guest_path: &str) -> Option<EntryKind> {
+        let (mount, inside) = self.locate(guest_path)?;
+        // Symlinks are followed, but the mount refuses those leading out of it.
+        let metadata = mount.filesystem.metadata(Path::new(inside)).ok()?;
+        if metadata.is_dir() {
+            Some(EntryKind::Directory)
+        } else if metadata.is_file() {
+            Some(EntryKind::File)
+        } else {
+            None
+        }
+    }
+}
