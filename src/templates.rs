@@ -86,10 +86,25 @@ const TEMPLATES: &[Template] = &[
             file_name: "python.wasm",
         }),
     },
+    Template {
+        name: "php",
+        description: "a PHP 8.2 site: front-controller routing, php.ini, sessions, SQLite \
+                      (php-cgi from the registry, or --interpreter FILE)",
+        files: &[
+            template_file!("php", "app/index.php", "app/index.php"),
+            template_file!("php", "app/visits.php", "app/visits.php"),
+            template_file!("php", "php/php.ini", "php/php.ini"),
+            template_file!("php", "wasmer.toml", "wasmer.toml"),
+            template_file!("php", "README.md", "README.md"),
+            template_file!("php", "gitignore", ".gitignore"),
+        ],
+        next_steps: "mkdir -p data/sessions && wcgi run . --mapdir /app:./app --mapdir /data:./data",
+        local_interpreter: Some(LocalInterpreter {
+            manifest: include_str!("../templates/php/wasmer.local.toml"),
+            file_name: "php-cgi.wasm",
+        }),
+    },
 ];
-
-/// Templates named in the product plan that are not built yet; asked for, they say so.
-const PLANNED: &[&str] = &["php"];
 
 pub fn new(args: &NewArgs) -> anyhow::Result<()> {
     if args.list {
@@ -113,12 +128,6 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
         );
     };
     let Some(template) = TEMPLATES.iter().find(|t| t.name == requested) else {
-        if PLANNED.contains(&requested) {
-            bail!(
-                "the {requested} template is not available yet (templates: {})",
-                known()
-            );
-        }
         bail!("unknown template \"{requested}\" (templates: {})", known());
     };
 

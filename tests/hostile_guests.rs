@@ -411,3 +411,41 @@ fn an_idle_server_uses_no_cpu_and_serves_new_connections() {
     }
     assert_goes_idle(&server);
 }
+
+#[test]
+fn lock_directories_an_ended_instance_still_holds_are_removed() {
+    // SQLite on WASI locks with `<db>.lock` directories; a guest that exits or is stopped while
+    // holding one must not lock the database for every later request.
+    let data = tempfile::tempdir().unwrap();
+    let mapdir = format!("/data:{}", data.path().display());
+    let server = Server::start(&[
+        fixture("files").as_os_str(),
+        "--mapdir".as_ref(),
+        mapdir.as_ref(),
+        "--timeout".as_ref(),
+        "1s".as_ref(),
+    ]);
+    assert_eq!(
+        server.get_text("/lock?/data/exit.sqlite.lock"),
+        (200, "locked\n".to_string())
+    );
+    assert!(!data.path().join("exit.sqlite.lock").exists());
+    assert!(server.log_contains("removed /data/exit.sqlite.lock"));
+
+    // Stopped at its deadline while holding the lock: the response is cut, the lock is not left.
+    let response = server.get("/lock?/data/spin.sqlite.lock&spin");
+    let _ = read_body(response);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while data.path().join("spin.sqlite.lock").exists() {
+        assert!(Instant::now() < deadline, "the lock of a stopped instance stayed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A lock held by someone else (here: made on the host) is never touched, and directories
+    // that are not locks stay.
+    std::fs::create_dir(data.path().join("held.sqlite.lock")).unwrap();
+    assert_eq!(server.get_text("/lock?/data/held.sqlite.lock").0, 409);
+    assert!(data.path().join("held.sqlite.lock").exists());
+    assert_eq!(server.get_text("/lock?/data/uploads").0, 200);
+    assert!(data.path().join("uploads").is_dir());
+}

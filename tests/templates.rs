@@ -101,7 +101,7 @@ fn list_shows_every_template() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(names, ["rust", "c", "python"], "{listing}");
+    assert_eq!(names, ["rust", "c", "python", "php"], "{listing}");
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn an_unknown_template_lists_the_known_ones() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr.contains("unknown template \"cobol\" (templates: rust, c, python)"),
+        stderr.contains("unknown template \"cobol\" (templates: rust, c, python, php)"),
         "{stderr}"
     );
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use super::compiled_cache;
 use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
+use super::stale_locks::LockLedger;
 use super::stdio::{GuestLog, GuestStdout};
 use super::watchdog::{StopReason, Watchdog};
 
@@ -149,6 +151,7 @@ impl GuestProgram {
             .context("cannot fill the guest's stdin")?;
         drop(stdin_writer); // the guest reads the body, then end-of-file
 
+        let request_id = invocation.stderr.request_id().to_string();
         let mut runner = WasiRunner::new();
         runner
             .with_args(self.args.iter().cloned())
@@ -156,8 +159,9 @@ impl GuestProgram {
             .with_stdin(Box::new(stdin))
             .with_stdout(Box::new(invocation.stdout))
             .with_stderr(Box::new(invocation.stderr));
+        let locks = Arc::new(LockLedger::default());
         for mount in &self.mounts {
-            runner.with_mount(mount.guest.clone(), mount.filesystem.clone());
+            runner.with_mount(mount.guest.clone(), locks.track(mount));
         }
         if let Some(dir) = &self.current_dir {
             runner.with_current_dir(dir);
@@ -209,6 +213,14 @@ impl GuestProgram {
         // Dropping the store frees the instance's memory before the slot is given back.
         drop(instance);
         drop(store);
+        let stale = locks.release_leftovers();
+        if !stale.is_empty() {
+            tracing::warn!(
+                request = %request_id,
+                "the instance ended ({exit}) still holding SQLite locks; removed {}",
+                stale.join(", ")
+            );
+        }
         Ok(exit)
     }
 }

@@ -7,6 +7,7 @@ mod guest_files;
 mod instance;
 mod memory_cap;
 mod mounts;
+mod stale_locks;
 mod stdio;
 mod watchdog;
 

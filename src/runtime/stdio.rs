@@ -195,6 +195,11 @@ impl GuestLog {
         }
     }
 
+    /// The request whose instance writes this log.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
     fn accept(&mut self, bytes: &[u8]) {
         for chunk in bytes.split_inclusive(|&b| b == b'\n') {
             let room = STDERR_BUDGET.saturating_sub(self.logged + self.line.len());

