@@ -1,20 +1,35 @@
-//! The same hello.py through wcgi (CPython for WASI, one instance per request) and through
-//! native `python3` behind lighttpd's mod_cgi, measured in the same run: medians of 50
-//! requests and their ratio. Needs lighttpd and python3 (`apt-get install lighttpd`).
-//! Run with `cargo bench --bench interpreters`.
+//! hello.py and hello.php through wcgi (CPython and php-cgi for WASI, one instance per request)
+//! and through Debian's native `python3` and `php-cgi` behind lighttpd's mod_cgi, measured in
+//! the same run: medians of 50 sequential requests and their ratio. Needs lighttpd, python3
+//! and php8.2-cgi (`apt-get install lighttpd python3 php8.2-cgi`); a missing native
+//! interpreter skips its row. Run with `cargo bench --bench interpreters`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, client, python_interpreter};
+use common::{Server, client, php_interpreter, python_interpreter};
 
 const REQUESTS: usize = 50;
 const HELLO_PY: &str = "import os\nprint('Content-Type: text/plain')\nprint()\nprint('hello from python', os.environ.get('QUERY_STRING', ''))\n";
+const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello from php ', $_SERVER['QUERY_STRING'], \"\\n\";\n";
 
-fn median_of(url: &str) -> Duration {
+/// One interpreter, served both ways.
+struct Case {
+    script: &'static str,
+    source: &'static str,
+    /// What the response starts with.
+    greeting: &'static str,
+    /// The native interpreter lighttpd runs, if installed.
+    native: Option<PathBuf>,
+    /// The wcgi package serving the same script from the docroot.
+    manifest: String,
+}
+
+fn median_of(url: &str, greeting: &str) -> Duration {
     let http = client();
     for _ in 0..3 {
         assert_eq!(http.get(url).send().unwrap().status(), 200, "{url}");
@@ -28,7 +43,7 @@ fn median_of(url: &str) -> Duration {
                 .unwrap()
                 .text()
                 .unwrap();
-            assert!(body.starts_with("hello from python"), "{body}");
+            assert!(body.starts_with(greeting), "{body}");
             started.elapsed()
         })
         .collect();
@@ -45,28 +60,33 @@ impl Drop for Lighttpd {
     }
 }
 
-fn start_lighttpd(docroot: &std::path::Path, port: u16) -> Lighttpd {
-    // Debian's python3, not a version manager's shim (which would add a shell script per run).
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3".to_string()
-    } else {
-        String::from_utf8(
-            Command::new("sh")
-                .args(["-c", "command -v python3"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-    };
+/// Debian's own binary, not a version manager's shim (which would add a shell per request).
+fn installed(candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
+fn start_lighttpd(docroot: &Path, port: u16, cases: &[Case]) -> Lighttpd {
+    let assignments: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            let extension = Path::new(case.script).extension()?.to_str()?;
+            Some(format!(
+                "\".{extension}\" => \"{}\"",
+                case.native.as_ref()?.display()
+            ))
+        })
+        .collect();
     let config = docroot.parent().unwrap().join("lighttpd.conf");
     std::fs::write(
         &config,
         format!(
             "server.document-root = \"{}\"\nserver.port = {port}\nserver.bind = \"127.0.0.1\"\n\
-             server.modules = (\"mod_cgi\")\ncgi.assign = (\".py\" => \"{}\")\n",
+             server.modules = (\"mod_cgi\")\ncgi.assign = ({})\n",
             docroot.display(),
-            python.trim()
+            assignments.join(", ")
         ),
     )
     .unwrap();
@@ -85,47 +105,80 @@ fn start_lighttpd(docroot: &std::path::Path, port: u16) -> Lighttpd {
     Lighttpd(child)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn main() {
     let work = tempfile::tempdir().unwrap();
     let docroot = work.path().join("www");
     std::fs::create_dir(&docroot).unwrap();
-    std::fs::write(docroot.join("hello.py"), HELLO_PY).unwrap();
+    let cases = [
+        Case {
+            script: "hello.py",
+            source: HELLO_PY,
+            greeting: "hello from python",
+            native: installed(&["/usr/bin/python3"]),
+            manifest: format!(
+                "[[module]]\nname = \"python\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\n\
+                 name = \"hello\"\nmodule = \"python\"\nrunner = \"wcgi\"\n\n\
+                 [command.annotations.wasi]\nmain-args = [\"/app/hello.py\"]\n\n[fs]\n\"app\" = \"{}\"\n",
+                python_interpreter().join("python.wasm").display(),
+                docroot.display()
+            ),
+        },
+        Case {
+            script: "hello.php",
+            source: HELLO_PHP,
+            greeting: "hello from php",
+            native: installed(&["/usr/bin/php-cgi8.2", "/usr/bin/php-cgi"]),
+            manifest: format!(
+                "[[module]]\nname = \"php\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\n\
+                 name = \"hello\"\nmodule = \"php\"\nrunner = \"wcgi\"\n\n\
+                 [command.annotations.wcgi]\ndocument-root = \"/app\"\nscript-extensions = [\"php\"]\n\n\
+                 [fs]\n\"app\" = \"{}\"\n",
+                php_interpreter().join("php-cgi.wasm").display(),
+                docroot.display()
+            ),
+        },
+    ];
+    for case in &cases {
+        std::fs::write(docroot.join(case.script), case.source).unwrap();
+    }
+    let port = free_port();
+    let _lighttpd = start_lighttpd(&docroot, port, &cases);
 
-    let package = work.path().join("package");
-    std::fs::create_dir(&package).unwrap();
-    std::fs::write(
-        package.join("wasmer.toml"),
-        format!(
-            "[[module]]\nname = \"python\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\nname = \"hello\"\n\
-             module = \"python\"\nrunner = \"wcgi\"\n\n[command.annotations.wasi]\nmain-args = [\"/app/hello.py\"]\n\n[fs]\n\"app\" = \"{}\"\n",
-            python_interpreter().join("python.wasm").display(),
-            docroot.display()
-        ),
-    )
-    .unwrap();
-
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _lighttpd = start_lighttpd(&docroot, free_port);
-    let native = median_of(&format!("http://127.0.0.1:{free_port}/hello.py"));
-
-    let server = Server::start(&[&package]);
-    let wasm = median_of(&server.url("/"));
-
-    println!("hello.py, median of {REQUESTS} sequential requests:");
-    println!(
-        "  native python3 via lighttpd mod_cgi  {:>8.1} ms",
-        native.as_secs_f64() * 1e3
-    );
-    println!(
-        "  CPython 3.12 wasm via wcgi           {:>8.1} ms",
-        wasm.as_secs_f64() * 1e3
-    );
-    println!(
-        "  ratio wcgi/native: {:.2}×",
-        wasm.as_secs_f64() / native.as_secs_f64()
-    );
+    println!("median of {REQUESTS} sequential requests, same run, same script:");
+    for case in &cases {
+        let package = work.path().join(case.script.replace('.', "-"));
+        std::fs::create_dir(&package).unwrap();
+        std::fs::write(package.join("wasmer.toml"), &case.manifest).unwrap();
+        let server = Server::start(&[&package]);
+        let wasm = median_of(&server.url(&format!("/{}", case.script)), case.greeting);
+        drop(server);
+        let Some(native_binary) = &case.native else {
+            println!(
+                "  {:<10} wcgi {:>7.1} ms   native: not installed, no ratio",
+                case.script,
+                wasm.as_secs_f64() * 1e3
+            );
+            continue;
+        };
+        let native = median_of(
+            &format!("http://127.0.0.1:{port}/{}", case.script),
+            case.greeting,
+        );
+        println!(
+            "  {:<10} wcgi {:>7.1} ms   native {} via lighttpd mod_cgi {:>6.1} ms   ratio {:.2}×",
+            case.script,
+            wasm.as_secs_f64() * 1e3,
+            native_binary.display(),
+            native.as_secs_f64() * 1e3,
+            wasm.as_secs_f64() / native.as_secs_f64()
+        );
+    }
 }
