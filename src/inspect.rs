@@ -90,6 +90,27 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
     if let Some(dialect) = &command.wcgi.dialect {
         let _ = writeln!(out, "    wcgi dialect: {dialect}");
     }
+    match command.wcgi.script_routing() {
+        Ok(None) => {}
+        Ok(Some(routing)) => {
+            let extensions: Vec<String> = routing
+                .script_extensions
+                .iter()
+                .map(|extension| format!("*.{extension}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "    scripts: {} under {} (index: {}; front controller: {})",
+                extensions.join(", "),
+                routing.document_root,
+                routing.index_files.join(", "),
+                routing.front_controller.as_deref().unwrap_or("none")
+            );
+        }
+        Err(error) => {
+            let _ = writeln!(out, "    scripts: invalid routing: {error}");
+        }
+    }
     if !command.wasi.env.is_empty() {
         let _ = writeln!(out, "    env: {:?}", command.wasi.env);
     }

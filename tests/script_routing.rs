@@ -179,3 +179,17 @@ fn bad_routing_annotations_are_refused_before_listening() {
         assert!(stderr.contains("command \"site\""), "{stderr}");
     }
 }
+
+#[test]
+fn inspect_shows_the_routing() {
+    let site = routed_site(PHP_ROUTING);
+    let output = run_wcgi(&[std::ffi::OsStr::new("inspect"), site.path().as_os_str()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "scripts: *.php under /srv/www (index: index.php; front controller: /index.php)"
+        ),
+        "{stdout}"
+    );
+}
