@@ -437,7 +437,10 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
     let _ = read_body(response);
     let deadline = Instant::now() + Duration::from_secs(5);
     while data.path().join("spin.sqlite.lock").exists() {
-        assert!(Instant::now() < deadline, "the lock of a stopped instance stayed");
+        assert!(
+            Instant::now() < deadline,
+            "the lock of a stopped instance stayed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 

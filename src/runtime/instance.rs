@@ -18,7 +18,7 @@ use super::compiled_cache;
 use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
-use super::stale_locks::LockLedger;
+use super::sqlite_locks::LockLedger;
 use super::stdio::{GuestLog, GuestStdout};
 use super::watchdog::{StopReason, Watchdog};
 

@@ -7,7 +7,7 @@ mod guest_files;
 mod instance;
 mod memory_cap;
 mod mounts;
-mod stale_locks;
+mod sqlite_locks;
 mod stdio;
 mod watchdog;
 

@@ -1,18 +1,32 @@
-//! SQLite has no `fcntl` locks on WASI, so it locks a database with a `<db>.lock` directory
-//! (its unix-dotfile VFS). An instance that ends while holding one — stopped at its deadline,
-//! trapped, abandoned by its client, or exiting without closing the database — would leave the
-//! lock behind, and every later request would find the database locked for good.
+//! SQLite's locks on WASI. With no `fcntl` locks, SQLite locks a database by creating a
+//! `<db>.lock` directory (its unix-dotfile VFS): `mkdir` succeeds for one holder at a time.
+//! Two things would break that across instances, and this module fixes both:
 //!
-//! Each instance therefore sees its mounts through a ledger of the lock directories it creates.
-//! Whatever it still holds when it has ended is removed: its holder is gone, and nobody else
-//! can have taken a lock that still exists.
+//! - **Locks left behind.** An instance that ends while holding one — stopped at its deadline,
+//!   trapped, abandoned by its client, or exiting without closing the database — would leave
+//!   the lock, and every later request would find the database locked for good. Each instance
+//!   sees its mounts through a ledger of the lock directories it creates; whatever it still
+//!   holds when it has ended is removed: its holder is gone, and nobody else can have taken a
+//!   lock that still exists.
+//! - **Locks never seen released.** wasmer-wasix caches every path an instance has seen exist,
+//!   and its `mkdir` answers "exists" from that cache without asking the filesystem again. A
+//!   writer that once found the lock taken would then never get it, however long it waits, so
+//!   concurrent writers fail with "database is locked". Lock directories held by someone
+//!   else are therefore never reported to the instance as existing: its cache never holds one,
+//!   and each `mkdir` reaches the host, whose answer is atomic. (SQLite only probes a lock to
+//!   tell whether a journal is hot; believing it free only makes it try to take the lock,
+//!   which `mkdir` decides.) The instance's own locks stay visible, as the engine stats what
+//!   it has just created.
+//! - **Two holders.** Above the mounts, the engine answers "already exists" from `mkdir` with
+//!   success. Taking a held lock answers "try again" instead, which SQLite treats as busy.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::future::BoxFuture;
 use wasmer_wasix::virtual_fs::{
-    self, FileOpener, FileSystem, Metadata, OpenOptions, OpenOptionsConfig, ReadDir, VirtualFile,
+    self, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig, ReadDir,
+    VirtualFile,
 };
 
 use super::Mount;
@@ -66,9 +80,21 @@ impl LockLedger {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|lock| {
-                !(lock.path == path && Arc::ptr_eq(&lock.mount.filesystem, &mount.filesystem))
-            });
+            .retain(|lock| !lock.is(mount, path));
+    }
+
+    fn holds(&self, mount: &Mount, path: &Path) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|lock| lock.is(mount, path))
+    }
+}
+
+impl Held {
+    fn is(&self, mount: &Mount, path: &Path) -> bool {
+        self.path == path && Arc::ptr_eq(&self.mount.filesystem, &mount.filesystem)
     }
 }
 
@@ -91,6 +117,24 @@ impl std::fmt::Debug for LockLedger {
     }
 }
 
+impl LockTrackingFileSystem {
+    /// A lock directory someone else holds looks absent (see the module documentation).
+    fn hide_others_lock(
+        &self,
+        path: &Path,
+        metadata: virtual_fs::Result<Metadata>,
+    ) -> virtual_fs::Result<Metadata> {
+        match metadata {
+            Ok(metadata)
+                if metadata.is_dir() && is_lock(path) && !self.ledger.holds(&self.mount, path) =>
+            {
+                Err(FsError::EntryNotFound)
+            }
+            other => other,
+        }
+    }
+}
+
 impl FileSystem for LockTrackingFileSystem {
     fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
         self.mount.filesystem.readlink(path)
@@ -99,11 +143,20 @@ impl FileSystem for LockTrackingFileSystem {
         self.mount.filesystem.read_dir(path)
     }
     fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
-        self.mount.filesystem.create_dir(path)?;
-        if is_lock(path) {
-            self.ledger.taken(&self.mount, path);
+        if !is_lock(path) {
+            return self.mount.filesystem.create_dir(path);
         }
-        Ok(())
+        match self.mount.filesystem.create_dir(path) {
+            Ok(()) => {
+                self.ledger.taken(&self.mount, path);
+                Ok(())
+            }
+            // The engine's mount layer turns "exists" into success (`mkdir -p` style), which
+            // would hand one lock to two holders. "Try again" reaches SQLite as EAGAIN, which
+            // it treats as busy: it waits and retries.
+            Err(FsError::AlreadyExists) => Err(FsError::WouldBlock),
+            Err(error) => Err(error),
+        }
     }
     fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
         self.mount.filesystem.remove_dir(path)?;
@@ -116,10 +169,10 @@ impl FileSystem for LockTrackingFileSystem {
         self.mount.filesystem.rename(from, to)
     }
     fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.mount.filesystem.metadata(path)
+        self.hide_others_lock(path, self.mount.filesystem.metadata(path))
     }
     fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.mount.filesystem.symlink_metadata(path)
+        self.hide_others_lock(path, self.mount.filesystem.symlink_metadata(path))
     }
     fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
         self.mount.filesystem.remove_file(path)
@@ -163,6 +216,14 @@ mod tests {
         seen.create_dir(Path::new("/released.sqlite.lock")).unwrap();
         seen.remove_dir(Path::new("/released.sqlite.lock")).unwrap();
         seen.create_dir(Path::new("/uploads")).unwrap();
+
+        // Its own lock is visible to the instance, as are directories that are not locks.
+        assert!(
+            seen.metadata(Path::new("/db.sqlite.lock"))
+                .unwrap()
+                .is_dir()
+        );
+        assert!(seen.metadata(Path::new("/uploads")).unwrap().is_dir());
 
         assert_eq!(ledger.release_leftovers(), ["/data/db.sqlite.lock"]);
         assert!(

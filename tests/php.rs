@@ -1,0 +1,350 @@
+//! PHP through wcgi: the project's own php-cgi build (interpreters/php), served with the php
+//! template's routing and php.ini, checked for what PHP apps rely on.
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use common::{Server, client, run_wcgi};
+
+/// A project made by `wcgi new --template php --interpreter php-cgi.wasm`, with a `data/`.
+fn php_project(work: &Path) -> PathBuf {
+    let interpreter = common::php_interpreter().join("php-cgi.wasm");
+    let project = work.join("phpsite");
+    let output = run_wcgi(&[
+        OsString::from("new"),
+        project.clone().into(),
+        "--template".into(),
+        "php".into(),
+        "--interpreter".into(),
+        interpreter.into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::create_dir_all(project.join("data/sessions")).unwrap();
+    project
+}
+
+/// Serves `project` with app/ and data/ mapped from the host, as its README says.
+fn serve(project: &Path, extra: &[&str]) -> Server {
+    let app = format!("/app:{}", project.join("app").display());
+    let data = format!("/data:{}", project.join("data").display());
+    let mut args: Vec<OsString> = vec![
+        project.into(),
+        "--mapdir".into(),
+        app.into(),
+        "--mapdir".into(),
+        data.into(),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    Server::start(&args)
+}
+
+/// Leftover SQLite dot-file locks (`<db>.lock` directories) in `dir`.
+fn sqlite_locks(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".lock"))
+        .collect()
+}
+
+#[test]
+fn the_php_template_serves_its_page_forms_and_live_edits() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    let server = serve(&project, &[]);
+
+    let (status, page) = server.get_text("/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Hello, world!"), "{page}");
+    assert!(page.contains("Served by PHP 8.2"), "{page}");
+    let response = client()
+        .post(server.url("/"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("name=Ada+Lovelace%21")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().unwrap().contains("Hello, Ada Lovelace!"));
+    assert!(
+        server
+            .get_text("/?name=%3Cb%3E")
+            .1
+            .contains("Hello, &lt;b&gt;!")
+    );
+
+    for expected in 1..=3 {
+        assert_eq!(
+            server.get_text("/visits.php"),
+            (200, format!("visits: {expected}\n"))
+        );
+    }
+    // The front controller answers paths that name nothing; it says 404 itself.
+    assert_eq!(server.get_text("/no/such/page").0, 404);
+    // Files that are not scripts are never run nor shown, nor is anything outside app/.
+    std::fs::write(project.join("app/secret.ini"), "password = hunter2\n").unwrap();
+    for probe in ["/secret.ini", "/..%2fphp%2fphp.ini"] {
+        let (status, body) = server.get_text(probe);
+        assert_eq!(status, 404, "{probe}");
+        assert!(
+            !body.contains("hunter2") && !body.contains("display_errors"),
+            "{body}"
+        );
+    }
+
+    let script = project.join("app/index.php");
+    let edited = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("Hello, ", "Howdy, ");
+    std::fs::write(&script, edited).unwrap();
+    assert!(server.get_text("/").1.contains("Howdy, world!"));
+    assert!(sqlite_locks(&project.join("data")).is_empty());
+}
+
+/// One script for the PHP checks, dispatched on PATH_INFO (`/probe.php/get`).
+const PROBE: &str = r#"<?php
+$db = fn() => new PDO('sqlite:/data/probe.sqlite', null, null, [
+    PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION,
+    PDO::ATTR_TIMEOUT => 20,
+]);
+switch ($_SERVER['PATH_INFO'] ?? '') {
+case '/get': echo json_encode($_GET); break;
+case '/post': echo json_encode($_POST); break;
+case '/cookie': echo json_encode($_COOKIE); break;
+case '/server':
+    echo json_encode(array_intersect_key($_SERVER, array_flip([
+        'SCRIPT_NAME', 'SCRIPT_FILENAME', 'DOCUMENT_ROOT', 'PATH_INFO', 'REQUEST_URI',
+        'PHP_SELF', 'QUERY_STRING', 'REQUEST_METHOD', 'HTTP_HOST'])));
+    break;
+case '/missing':
+    header('X-Custom: yes');
+    http_response_code(404);
+    echo "custom not found\n";
+    break;
+case '/cookies':
+    setcookie('first', 'one');
+    setcookie('second', 'two', ['httponly' => true]);
+    echo "two cookies\n";
+    break;
+case '/session':
+    session_start();
+    $_SESSION['visits'] = ($_SESSION['visits'] ?? 0) + 1;
+    echo "session visits: {$_SESSION['visits']}\n";
+    break;
+case '/count':
+    $pdo = $db();
+    $pdo->exec('CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY)');
+    $pdo->exec('INSERT INTO hits DEFAULT VALUES');
+    echo 'count: ', $pdo->query('SELECT COUNT(*) FROM hits')->fetchColumn(), "\n";
+    break;
+case '/unfinished':
+    // A SELECT left half-read when the script exits must not leave the database locked.
+    $pdo = $db();
+    $rows = $pdo->query('SELECT id FROM hits');
+    echo 'first: ', $rows->fetchColumn(), "\n";
+    exit(0);
+case '/fatal':
+    echo "before the error\n";
+    no_such_function();
+    break;
+case '/random': echo strlen(random_bytes(16)), ' ', random_int(1, 6) <= 6 ? 'ok' : 'bad', "\n"; break;
+default: http_response_code(400); echo "unknown probe\n";
+}
+"#;
+
+#[test]
+fn php_sees_requests_and_shapes_responses() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &[]);
+
+    let (status, body) = server.get_text("/probe.php/get?a=1&b[]=x&b[]=y");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"a":"1","b":["x","y"]}"#);
+
+    let response = client()
+        .post(server.url("/probe.php/post"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("field=hello+there&n=42")
+        .send()
+        .unwrap();
+    assert_eq!(
+        response.text().unwrap(),
+        r#"{"field":"hello there","n":"42"}"#
+    );
+
+    let response = client()
+        .get(server.url("/probe.php/cookie"))
+        .header("Cookie", "flavour=oat; size=big")
+        .send()
+        .unwrap();
+    assert_eq!(
+        response.text().unwrap(),
+        r#"{"flavour":"oat","size":"big"}"#
+    );
+
+    let response = server.get("/probe.php/server?q=1");
+    let vars: serde_json::Value = response.json().unwrap();
+    assert_eq!(vars["SCRIPT_NAME"], "/probe.php");
+    assert_eq!(vars["SCRIPT_FILENAME"], "/app/probe.php");
+    assert_eq!(vars["DOCUMENT_ROOT"], "/app");
+    assert_eq!(vars["PATH_INFO"], "/server");
+    assert_eq!(vars["PHP_SELF"], "/probe.php/server");
+    assert_eq!(vars["REQUEST_URI"], "/probe.php/server?q=1");
+
+    let response = server.get("/probe.php/missing");
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-custom"], "yes");
+    assert_eq!(response.text().unwrap(), "custom not found\n");
+
+    let response = server.get("/probe.php/cookies");
+    let cookies: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(cookies[0].starts_with("first=one"), "{cookies:?}");
+    assert!(cookies[1].starts_with("second=two") && cookies[1].contains("HttpOnly"));
+
+    assert_eq!(
+        server.get_text("/probe.php/random"),
+        (200, "16 ok\n".into())
+    );
+}
+
+#[test]
+fn a_session_is_kept_across_requests() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &[]);
+
+    let first = server.get("/probe.php/session");
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("PHPSESSID="), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert_eq!(first.text().unwrap(), "session visits: 1\n");
+    let session = cookie.split(';').next().unwrap();
+    let second = client()
+        .get(server.url("/probe.php/session"))
+        .header("Cookie", session)
+        .send()
+        .unwrap();
+    assert_eq!(second.text().unwrap(), "session visits: 2\n");
+    let stored = std::fs::read_dir(project.join("data/sessions"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1);
+}
+
+#[test]
+fn sqlite_counts_and_concurrent_writers_all_land_with_no_lock_left() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &[]);
+
+    for expected in 1..=3 {
+        assert_eq!(
+            server.get_text("/probe.php/count"),
+            (200, format!("count: {expected}\n"))
+        );
+    }
+    // A statement left unfinished at exit releases its lock: the next request still writes.
+    assert_eq!(
+        server.get_text("/probe.php/unfinished"),
+        (200, "first: 1\n".into())
+    );
+    assert!(sqlite_locks(&project.join("data")).is_empty());
+    assert_eq!(
+        server.get_text("/probe.php/count"),
+        (200, "count: 4\n".into())
+    );
+
+    let url = server.url("/probe.php/count");
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let response = client().get(&url).send().unwrap();
+                (response.status().as_u16(), response.text().unwrap())
+            })
+        })
+        .collect();
+    for writer in writers {
+        let (status, body) = writer.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("count: "), "{body}");
+    }
+    assert_eq!(
+        server.get_text("/probe.php/count"),
+        (200, "count: 25\n".into())
+    );
+    assert!(sqlite_locks(&project.join("data")).is_empty());
+}
+
+#[test]
+fn a_fatal_error_is_a_500_with_the_details_in_the_log_only() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &["--timeout", "10s"]);
+
+    let started = std::time::Instant::now();
+    let response = server.get("/probe.php/fatal");
+    assert_eq!(response.status(), 500);
+    let body = response.text().unwrap();
+    assert!(!body.contains("no_such_function"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(server.log_contains("Call to undefined function no_such_function()"));
+    // The server is unharmed.
+    assert_eq!(server.get_text("/").0, 200);
+}
+
+#[test]
+fn the_php_template_gets_its_interpreter_from_a_registry() {
+    let interpreter = common::php_interpreter();
+    let work = tempfile::tempdir().unwrap();
+    let container = work.path().join("php.webc");
+    common::pack(&interpreter, &container, "3");
+    let registry = common::registry::LocalRegistry::start();
+    registry.publish("wcgi/php", "8.2.32", Some(&container), None, false);
+
+    let project = work.path().join("phpsite");
+    let output = run_wcgi(&[
+        OsString::from("new"),
+        project.clone().into(),
+        "--template".into(),
+        "php".into(),
+    ]);
+    assert!(output.status.success());
+    let cache = work.path().join("cache");
+    let mut args: Vec<OsString> = vec![
+        project.clone().into(),
+        "--registry".into(),
+        registry.endpoint.clone().into(),
+        "--cache-dir".into(),
+        cache.into(),
+    ];
+    let server = Server::start(&args);
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+    drop(server);
+
+    drop(registry);
+    args.push("--offline".into());
+    let server = Server::start(&args);
+    assert!(
+        server
+            .get_text("/?name=offline")
+            .1
+            .contains("Hello, offline!")
+    );
+}
