@@ -148,6 +148,14 @@ case '/unfinished':
     $rows = $pdo->query('SELECT id FROM hits');
     echo 'first: ', $rows->fetchColumn(), "\n";
     exit(0);
+case '/hold':
+    // Takes the write lock and never lets go: the host stops it at its deadline.
+    $pdo = $db();
+    $pdo->exec('BEGIN IMMEDIATE');
+    $pdo->exec('INSERT INTO hits DEFAULT VALUES');
+    echo "holding\n";
+    flush();
+    while (true) {}
 case '/fatal':
     echo "before the error\n";
     no_such_function();
@@ -289,6 +297,31 @@ fn sqlite_counts_and_concurrent_writers_all_land_with_no_lock_left() {
         (200, "count: 25\n".into())
     );
     assert!(sqlite_locks(&project.join("data")).is_empty());
+}
+
+#[test]
+fn a_request_stopped_while_holding_the_database_leaves_it_usable() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &["--timeout", "2s"]);
+    assert_eq!(
+        server.get_text("/probe.php/count"),
+        (200, "count: 1\n".into())
+    );
+
+    // Stopped at its deadline inside a write transaction: its row is rolled back, its lock
+    // removed, and the next writer gets in at once instead of waiting out its busy timeout.
+    let response = server.get("/probe.php/hold");
+    let _ = common::read_body(response);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        server.get_text("/probe.php/count"),
+        (200, "count: 2\n".into())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(sqlite_locks(&project.join("data")).is_empty());
+    assert!(server.log_contains("still holding SQLite locks; removed /data/probe.sqlite.lock"));
 }
 
 #[test]
