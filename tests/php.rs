@@ -6,25 +6,13 @@ mod common;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use common::{Server, client, run_wcgi};
+use common::{Server, client, new_project};
 
 /// A project made by `wcgi new --template php --interpreter php-cgi.wasm`, with a `data/`.
 fn php_project(work: &Path) -> PathBuf {
     let interpreter = common::php_interpreter().join("php-cgi.wasm");
     let project = work.join("phpsite");
-    let output = run_wcgi(&[
-        OsString::from("new"),
-        project.clone().into(),
-        "--template".into(),
-        "php".into(),
-        "--interpreter".into(),
-        interpreter.into(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    new_project(&project, "php", Some(&interpreter));
     std::fs::create_dir_all(project.join("data/sessions")).unwrap();
     project
 }
@@ -340,44 +328,4 @@ fn a_fatal_error_is_a_500_with_the_details_in_the_log_only() {
     assert!(server.log_contains("Call to undefined function no_such_function()"));
     // The server is unharmed.
     assert_eq!(server.get_text("/").0, 200);
-}
-
-#[test]
-fn the_php_template_gets_its_interpreter_from_a_registry() {
-    let interpreter = common::php_interpreter();
-    let work = tempfile::tempdir().unwrap();
-    let container = work.path().join("php.webc");
-    common::pack(&interpreter, &container, "3");
-    let registry = common::registry::LocalRegistry::start();
-    registry.publish("wcgi/php", "8.2.32", Some(&container), None, false);
-
-    let project = work.path().join("phpsite");
-    let output = run_wcgi(&[
-        OsString::from("new"),
-        project.clone().into(),
-        "--template".into(),
-        "php".into(),
-    ]);
-    assert!(output.status.success());
-    let cache = work.path().join("cache");
-    let mut args: Vec<OsString> = vec![
-        project.clone().into(),
-        "--registry".into(),
-        registry.endpoint.clone().into(),
-        "--cache-dir".into(),
-        cache.into(),
-    ];
-    let server = Server::start(&args);
-    assert!(server.get_text("/").1.contains("Hello, world!"));
-    drop(server);
-
-    drop(registry);
-    args.push("--offline".into());
-    let server = Server::start(&args);
-    assert!(
-        server
-            .get_text("/?name=offline")
-            .1
-            .contains("Hello, offline!")
-    );
 }

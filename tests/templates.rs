@@ -6,26 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, client, run_wcgi};
-
-fn new_project(dir: &Path, template: &str) {
-    let output = run_wcgi(&[
-        OsString::from("new"),
-        dir.into(),
-        "--template".into(),
-        template.into(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains(&format!("Created a {template} project")),
-        "{stdout}"
-    );
-}
+use common::{Server, client, new_project, run_wcgi};
 
 /// GET /, a GET with a query and a POSTed form field, against a served project.
 fn check_served(server: &Server, greeting: &str) {
@@ -50,7 +31,7 @@ fn check_served(server: &Server, greeting: &str) {
 fn the_rust_template_builds_and_serves() {
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("my-site");
-    new_project(&project, "rust");
+    new_project(&project, "rust", None);
     for file in [
         "Cargo.toml",
         "src/main.rs",
@@ -82,7 +63,7 @@ fn the_c_template_builds_and_serves() {
     }
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("csite");
-    new_project(&project, "c");
+    new_project(&project, "c", None);
     let status = Command::new("./build.sh")
         .current_dir(&project)
         .status()
@@ -160,19 +141,7 @@ fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
     let interpreter = common::python_interpreter().join("python.wasm");
     let work = tempfile::tempdir().unwrap();
     let project = work.path().join("pysite");
-    let output = run_wcgi(&[
-        OsString::from("new"),
-        project.clone().into(),
-        "--template".into(),
-        "python".into(),
-        "--interpreter".into(),
-        interpreter.into(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    new_project(&project, "python", Some(&interpreter));
     std::fs::create_dir(project.join("data")).unwrap();
     let app = format!("/app:{}", project.join("app").display());
     let data = format!("/data:{}", project.join("data").display());
@@ -208,17 +177,17 @@ fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
     assert!(server.get_text("/").1.contains("Howdy, world!"));
 }
 
-#[test]
-fn the_python_template_gets_its_interpreter_from_a_registry() {
-    let interpreter = common::python_interpreter();
+/// A template whose interpreter is the registry package `package`: served through a local
+/// registry, then again with the registry gone and `--offline`, from the cache.
+fn check_interpreter_from_registry(template: &str, package: &str, version: &str, built: &Path) {
     let work = tempfile::tempdir().unwrap();
-    let container = work.path().join("python.webc");
-    common::pack(&interpreter, &container, "3");
+    let container = work.path().join("interpreter.webc");
+    common::pack(built, &container, "3");
     let registry = common::registry::LocalRegistry::start();
-    registry.publish("wcgi/python", "3.12.0", Some(&container), None, false);
+    registry.publish(package, version, Some(&container), None, false);
 
-    let project = work.path().join("pysite");
-    new_project(&project, "python");
+    let project = work.path().join("site");
+    new_project(&project, template, None);
     let cache = work.path().join("cache");
     let mut args: Vec<OsString> = vec![
         project.clone().into(),
@@ -234,10 +203,18 @@ fn the_python_template_gets_its_interpreter_from_a_registry() {
     drop(registry);
     args.push("--offline".into());
     let server = Server::start(&args);
-    assert!(
-        server
-            .get_text("/?name=offline")
-            .1
-            .contains("Hello, offline!")
-    );
+    let page = server.get_text("/?name=offline").1;
+    assert!(page.contains("Hello, offline!"), "{page}");
+}
+
+#[test]
+fn the_python_template_gets_its_interpreter_from_a_registry() {
+    let built = common::python_interpreter();
+    check_interpreter_from_registry("python", "wcgi/python", "3.12.0", &built);
+}
+
+#[test]
+fn the_php_template_gets_its_interpreter_from_a_registry() {
+    let built = common::php_interpreter();
+    check_interpreter_from_registry("php", "wcgi/php", "8.2.32", &built);
 }

@@ -314,6 +314,25 @@ mod tests {
         assert!(!env.contains_key("CONTENT_TYPE"));
     }
 
+    /// A request without a body, between two loopback ports.
+    fn bodiless<'a>(
+        method: &'a Method,
+        uri: &'a Uri,
+        headers: &'a HeaderMap,
+        route: Option<&'a ScriptRoute>,
+    ) -> CgiRequest<'a> {
+        CgiRequest {
+            method,
+            uri,
+            version: Version::HTTP_11,
+            headers,
+            remote: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:2".parse().unwrap(),
+            body_len: None,
+            route,
+        }
+    }
+
     #[test]
     fn a_routed_script_sets_the_script_variables_over_configuration() {
         let method = Method::GET;
@@ -329,16 +348,7 @@ mod tests {
             ("SCRIPT_FILENAME".to_string(), "/app/index.php".to_string()),
             ("DOCUMENT_ROOT".to_string(), "/app".to_string()),
         ]]);
-        let request = CgiRequest {
-            method: &method,
-            uri: &uri,
-            version: Version::HTTP_11,
-            headers: &headers,
-            remote: "127.0.0.1:1".parse().unwrap(),
-            local: "127.0.0.1:2".parse().unwrap(),
-            body_len: None,
-            route: Some(&route),
-        };
+        let request = bodiless(&method, &uri, &headers, Some(&route));
         let env: BTreeMap<String, String> = request.env(&configured).unwrap().into_iter().collect();
         assert_eq!(env["SCRIPT_NAME"], "/x.php");
         assert_eq!(env["SCRIPT_FILENAME"], "/srv/x.php");
@@ -425,16 +435,7 @@ mod tests {
             ("/a%00b", RequestError::NulByte),
         ] {
             let uri: Uri = uri.parse().unwrap();
-            let request = CgiRequest {
-                method: &method,
-                uri: &uri,
-                version: Version::HTTP_11,
-                headers: &headers,
-                remote: "127.0.0.1:1".parse().unwrap(),
-                local: "127.0.0.1:2".parse().unwrap(),
-                body_len: None,
-                route: None,
-            };
+            let request = bodiless(&method, &uri, &headers, None);
             assert_eq!(request.env(&StaticEnv::default()), Err(error));
         }
     }

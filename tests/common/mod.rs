@@ -84,6 +84,30 @@ pub fn php_interpreter() -> PathBuf {
         .clone()
 }
 
+/// `wcgi new DIR --template TEMPLATE [--interpreter MODULE]`, which must succeed.
+pub fn new_project(dir: &Path, template: &str, interpreter: Option<&Path>) {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "new".into(),
+        dir.into(),
+        "--template".into(),
+        template.into(),
+    ];
+    if let Some(module) = interpreter {
+        args.extend(["--interpreter".into(), module.into()]);
+    }
+    let output = run_wcgi(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("Created a {template} project")),
+        "{stdout}"
+    );
+}
+
 /// Runs a script that prints the directory of the interpreter package it made or reused.
 fn interpreter_package(script: &str) -> PathBuf {
     let output = Command::new(repo_root().join(script))
