@@ -49,8 +49,9 @@ pub struct NewArgs {
     pub force: bool,
 
     /// For interpreted templates: use this interpreter module (copied into the project)
-    /// instead of the registry package the template depends on.
-    #[arg(long, value_name = "FILE.wasm")]
+    /// instead of the registry package the template depends on. A directory means the
+    /// interpreter package made by interpreters/*/ in the wcgi repository.
+    #[arg(long, value_name = "FILE.wasm|DIR")]
     pub interpreter: Option<PathBuf>,
 }
 

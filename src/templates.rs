@@ -133,7 +133,16 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
 
     let interpreter = match (&args.interpreter, &template.local_interpreter) {
         (None, _) => None,
-        (Some(file), Some(slot)) => Some((read_interpreter(file)?, slot)),
+        (Some(given), Some(slot)) => {
+            // An interpreter package directory (what interpreters/*/ scripts print) holds the
+            // module under the same file name the project uses.
+            let file = if given.is_dir() {
+                given.join(slot.file_name)
+            } else {
+                given.clone()
+            };
+            Some((read_interpreter(&file)?, slot))
+        }
         (Some(_), None) => bail!(
             "the {} template has no interpreter to replace",
             template.name
