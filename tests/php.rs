@@ -330,3 +330,31 @@ fn a_fatal_error_is_a_500_with_the_details_in_the_log_only() {
     // The server is unharmed.
     assert_eq!(server.get_text("/").0, 200);
 }
+
+#[test]
+fn a_packed_php_site_routes_scripts_inside_its_container() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::create_dir(project.join("app/blog")).unwrap();
+    std::fs::write(
+        project.join("app/blog/index.php"),
+        "<?php echo $_SERVER['SCRIPT_NAME'], ' ', ($_SERVER['PATH_INFO'] ?: '-'), \"\\n\";",
+    )
+    .unwrap();
+    std::fs::write(project.join("app/notes.txt"), "not a script\n").unwrap();
+    let container = work.path().join("site.webc");
+    common::pack(&project, &container, "3");
+    let server = Server::start(&[&container]);
+
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+    assert_eq!(
+        server.get_text("/blog/"),
+        (200, "/blog/index.php -\n".to_string())
+    );
+    assert_eq!(
+        server.get_text("/blog/index.php/x"),
+        (200, "/blog/index.php /x\n".to_string())
+    );
+    assert_eq!(server.get("/blog").status(), 301);
+    assert_eq!(server.get_text("/notes.txt").0, 404);
+}
