@@ -149,6 +149,12 @@ case '/fatal':
     echo "before the error\n";
     no_such_function();
     break;
+case '/lock-ex':
+    // No file locks on WASI: advisory locks are granted, so locked writes still happen.
+    $written = file_put_contents('/data/locked.txt', 'written', LOCK_EX);
+    $file = fopen('/data/locked.txt', 'r');
+    echo $written, ' ', flock($file, LOCK_SH) ? 'locked' : 'refused', ' ', file_get_contents('/data/locked.txt'), "\n";
+    break;
 case '/random': echo strlen(random_bytes(16)), ' ', random_int(1, 6) <= 6 ? 'ok' : 'bad', "\n"; break;
 default: http_response_code(400); echo "unknown probe\n";
 }
@@ -214,6 +220,10 @@ fn php_sees_requests_and_shapes_responses() {
     assert_eq!(
         server.get_text("/probe.php/random"),
         (200, "16 ok\n".into())
+    );
+    assert_eq!(
+        server.get_text("/probe.php/lock-ex"),
+        (200, "7 locked written\n".into())
     );
 }
 

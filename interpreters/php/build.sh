@@ -307,16 +307,27 @@ cp "$SRC/Zend/LICENSE" "$staging/LICENSES/Zend-LICENSE"
 cat > "$staging/LICENSES/WASI-CHANGES" <<EOF
 php-cgi.wasm is PHP $PHP_VERSION (Debian source package php8.2=$PHP_DEB_VERSION, upstream
 tarball unmodified) built with the wcgi project's own WASI port: the patches in
-interpreters/php/patches/ and the compat layer in interpreters/php/wasi/ of the wcgi
-repository (inputs hash $INPUT_HASH). Those changes are part of the wcgi project and are
-offered under the licence of the files they modify (PHP License 3.01 / Zend Engine License 2.00).
-It statically links wasi-libc (Debian package wasi-libc; MIT / Apache-2.0 / BSD-style, see
-/usr/share/doc/wasi-libc/copyright on Debian) and compiler-rt builtins (Apache-2.0 WITH LLVM-exception).
+interpreters/php/patches/, the change to SQLite in interpreters/php/sqlite-patches/ and the
+compat layer in interpreters/php/wasi/ of the wcgi repository (inputs hash $INPUT_HASH).
+Those changes are part of the wcgi project and are offered under the licence of the files
+they modify (PHP License 3.01 / Zend Engine License 2.00; SQLite's public-domain dedication).
+It statically links wasi-libc (MIT / Apache-2.0 / BSD-style: wasi-libc-copyright) and
+compiler-rt builtins (Apache-2.0 WITH LLVM-exception: compiler-rt-copyright), from Debian.
 EOF
+# The copyright files of the libraries linked in, as Debian ships them.
+for pkg in wasi-libc:wasi-libc libclang-rt-dev-wasm32:compiler-rt; do
+    doc="/usr/share/doc/${pkg%%:*}/copyright"
+    [ -f "$doc" ] || { log "missing $doc (its licence must travel with the module)"; exit 1; }
+    cp "$doc" "$staging/LICENSES/${pkg##*:}-copyright"
+done
 (cd "$staging" && sha256sum php-cgi.wasm > .sha256)
 rm -rf "$OUT"
 mkdir -p "$(dirname "$OUT")"
 mv "$staging" "$OUT"
+
+# The build tree (~250 MB) is only needed to make OUT, which is reused from now on; build
+# trees of other input sets are stale. Downloads in $W/src stay for the next build.
+find "$W" -mindepth 1 -maxdepth 1 -name 'php-*' -type d -exec rm -rf {} +
 
 T1=$(date +%s)
 log "built in $((T1 - T0)) s; php-cgi.wasm is $(stat -c %s "$OUT/php-cgi.wasm") bytes ($(( $(stat -c %s "$OUT/php-cgi.wasm") / 1024 / 1024 )) MiB)"

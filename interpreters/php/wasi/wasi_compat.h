@@ -71,7 +71,8 @@ ssize_t recvfrom(int, void *__restrict, size_t, int, struct sockaddr *__restrict
 
 /* fcntl() record locks: wasi-libc has struct flock but not the commands.
  * With these (musl's values) PHP's flock() emulation compiles; wasi-libc's
- * fcntl() rejects the commands with EINVAL, so flock() returns false. */
+ * fcntl() rejects the commands with EINVAL (patch 0008 makes flock() grant
+ * advisory locks instead). */
 #include <fcntl.h>
 #ifndef F_GETLK
 #define F_GETLK  5
