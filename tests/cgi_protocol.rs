@@ -433,3 +433,13 @@ fn http2_clients_are_served_and_see_their_protocol() {
         assert_eq!(env["QUERY_STRING"], "x=1");
     }
 }
+
+#[test]
+fn paths_that_cannot_become_environment_text_are_bad_requests() {
+    // PATH_INFO is decoded text: bytes that are not UTF-8, or a NUL, cannot be passed.
+    let server = Server::start(&[fixture("env")]);
+    for probe in ["/%ff", "/a%00b"] {
+        assert_eq!(server.get_text(probe).0, 400, "{probe}");
+    }
+    assert_eq!(server.get_text("/%C3%A9").0, 200);
+}

@@ -193,3 +193,10 @@ fn inspect_shows_the_routing() {
         "{stdout}"
     );
 }
+
+#[test]
+fn undecodable_paths_are_bad_requests_before_routing() {
+    let site = routed_site(PHP_ROUTING);
+    let server = Server::start(&[site.path()]);
+    assert_eq!(variables(&server, "/%ff.php"), Err(400));
+}

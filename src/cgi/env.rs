@@ -83,6 +83,8 @@ pub enum RequestError {
 pub struct CgiRequest<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    /// The URI's path, percent-decoded once per request ([`decoded_path`]).
+    pub path: &'a str,
     pub version: Version,
     pub headers: &'a HeaderMap,
     /// The client's address.
@@ -108,8 +110,7 @@ impl CgiRequest<'_> {
     /// The guest's environment for this request: server defaults, overridden by the static
     /// environment, overridden in turn by everything derived from the request.
     pub fn env(&self, static_env: &StaticEnv) -> Result<Vec<(String, String)>, RequestError> {
-        let path = self.uri.path();
-        let decoded = decoded_path(self.uri)?;
+        let raw_path = self.uri.path();
 
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let mut set = |key: &str, value: String| env.insert(key.to_string(), value);
@@ -124,7 +125,7 @@ impl CgiRequest<'_> {
         set("SERVER_PORT", self.local.port().to_string());
         set("SCRIPT_NAME", String::new());
         set("DOCUMENT_ROOT", "/app/".into());
-        set("SCRIPT_FILENAME", format!("/app{decoded}"));
+        set("SCRIPT_FILENAME", format!("/app{}", self.path));
         // php-cgi refuses to run without it (its force-cgi-redirect protection).
         set("REDIRECT_STATUS", "200".into());
 
@@ -139,7 +140,7 @@ impl CgiRequest<'_> {
             "REQUEST_URI",
             self.uri
                 .path_and_query()
-                .map_or(path, |pq| pq.as_str())
+                .map_or(raw_path, |pq| pq.as_str())
                 .into(),
         );
         set("QUERY_STRING", self.uri.query().unwrap_or_default().into());
@@ -159,7 +160,7 @@ impl CgiRequest<'_> {
                 set("PATH_INFO", route.path_info.clone());
             }
             None => {
-                set("PATH_INFO", decoded);
+                set("PATH_INFO", self.path.to_string());
             }
         }
         set("REMOTE_ADDR", self.remote.ip().to_string());
@@ -267,9 +268,11 @@ mod tests {
                 value.parse().unwrap(),
             );
         }
+        let path = decoded_path(&uri).unwrap();
         let request = CgiRequest {
             method: &method,
             uri: &uri,
+            path: &path,
             version: Version::HTTP_11,
             headers: &map,
             remote: "10.0.0.7:51234".parse().unwrap(),
@@ -318,12 +321,14 @@ mod tests {
     fn bodiless<'a>(
         method: &'a Method,
         uri: &'a Uri,
+        path: &'a str,
         headers: &'a HeaderMap,
         route: Option<&'a ScriptRoute>,
     ) -> CgiRequest<'a> {
         CgiRequest {
             method,
             uri,
+            path,
             version: Version::HTTP_11,
             headers,
             remote: "127.0.0.1:1".parse().unwrap(),
@@ -348,7 +353,8 @@ mod tests {
             ("SCRIPT_FILENAME".to_string(), "/app/index.php".to_string()),
             ("DOCUMENT_ROOT".to_string(), "/app".to_string()),
         ]]);
-        let request = bodiless(&method, &uri, &headers, Some(&route));
+        let path = decoded_path(&uri).unwrap();
+        let request = bodiless(&method, &uri, &path, &headers, Some(&route));
         let env: BTreeMap<String, String> = request.env(&configured).unwrap().into_iter().collect();
         assert_eq!(env["SCRIPT_NAME"], "/x.php");
         assert_eq!(env["SCRIPT_FILENAME"], "/srv/x.php");
@@ -430,13 +436,14 @@ mod tests {
     fn paths_that_cannot_be_environment_text_are_rejected() {
         let method = Method::GET;
         let headers = HeaderMap::new();
-        for (uri, error) in [
-            ("/%ff", RequestError::PathNotUtf8),
-            ("/a%00b", RequestError::NulByte),
-        ] {
-            let uri: Uri = uri.parse().unwrap();
-            let request = bodiless(&method, &uri, &headers, None);
-            assert_eq!(request.env(&StaticEnv::default()), Err(error));
-        }
+        let not_utf8: Uri = "/%ff".parse().unwrap();
+        assert_eq!(decoded_path(&not_utf8), Err(RequestError::PathNotUtf8));
+        let with_nul: Uri = "/a%00b".parse().unwrap();
+        let path = decoded_path(&with_nul).unwrap();
+        let request = bodiless(&method, &with_nul, &path, &headers, None);
+        assert_eq!(
+            request.env(&StaticEnv::default()),
+            Err(RequestError::NulByte)
+        );
     }
 }

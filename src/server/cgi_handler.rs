@@ -162,13 +162,21 @@ async fn run_guest(
     mut record: AccessRecord,
     deadline: Instant,
 ) -> Result<Outcome, Response> {
-    let route = match route_script(app, target, request_id) {
+    let path = match decoded_path(&target.uri) {
+        Ok(path) => path,
+        Err(error) => {
+            tracing::info!(request = %request_id, "bad request: {error}");
+            return Err(plain(record, StatusCode::BAD_REQUEST, "bad request\n"));
+        }
+    };
+    let route = match route_script(app, target, &path, request_id) {
         Ok(route) => route,
         Err(answer) => return Err(answer.respond(record)),
     };
     let request = CgiRequest {
         method: &target.method,
         uri: &target.uri,
+        path: &path,
         version: target.version,
         headers: &target.headers,
         remote: addrs.remote,
@@ -325,16 +333,13 @@ impl HostAnswer {
 fn route_script(
     app: &AppState,
     target: &Target,
+    path: &str,
     request_id: &str,
 ) -> Result<Option<ScriptRoute>, HostAnswer> {
     let Some(routing) = &app.routing else {
         return Ok(None);
     };
-    let path = decoded_path(&target.uri).map_err(|error| {
-        tracing::info!(request = %request_id, "bad request: {error}");
-        HostAnswer::new(StatusCode::BAD_REQUEST, "bad request\n")
-    })?;
-    match routing.route(&path, &app.guest_files) {
+    match routing.route(path, &app.guest_files) {
         Routed::Script(route) => Ok(Some(route)),
         Routed::AddTrailingSlash => {
             let location = match target.uri.query() {
