@@ -88,19 +88,21 @@ impl WcgiAnnotation {
             .find(|name| name.is_empty() || name.contains('/'))
         {
             return Err(format!(
-                "annotations.wcgi.index: {bad:?} is not a file name"
+                "annotations.wcgi.index: {bad:?} is not a file name; list names such as \"index.php\""
             ));
         }
-        let front_controller = match &self.front_controller {
-            Some(path) if !path.starts_with('/') => format!("/{path}"),
-            Some(path) => path.clone(),
-            None => String::new(),
-        };
+        let front_controller = self.front_controller.as_ref().map(|path| {
+            if path.starts_with('/') {
+                path.clone()
+            } else {
+                format!("/{path}")
+            }
+        });
         Ok(Some(ScriptRouting {
             document_root: root.trim_end_matches('/').to_string(),
             script_extensions: self.script_extensions.clone(),
             index_files: index,
-            front_controller: (!front_controller.is_empty()).then_some(front_controller),
+            front_controller,
         }))
     }
 }

@@ -1,6 +1,6 @@
 //! SQLite's locks on WASI. With no `fcntl` locks, SQLite locks a database by creating a
 //! `<db>.lock` directory (its unix-dotfile VFS): `mkdir` succeeds for one holder at a time.
-//! Two things would break that across instances, and this module fixes both:
+//! Three things would break that across instances, and this module fixes them:
 //!
 //! - **Locks left behind.** An instance that ends while holding one — stopped at its deadline,
 //!   trapped, abandoned by its client, or exiting without closing the database — would leave
