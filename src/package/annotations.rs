@@ -151,3 +151,44 @@ pub fn from_annotations<T: for<'de> Deserialize<'de>>(
         .map(Some)
         .map_err(|error| format!("annotations.{key}: {error}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn php(front_controller: Option<&str>) -> WcgiAnnotation {
+        WcgiAnnotation {
+            document_root: Some("/app/".into()),
+            script_extensions: vec!["php".into()],
+            front_controller: front_controller.map(String::from),
+            ..WcgiAnnotation::default()
+        }
+    }
+
+    #[test]
+    fn routing_defaults_follow_the_first_extension() {
+        let routing = php(Some("index.php")).script_routing().unwrap().unwrap();
+        assert_eq!(routing.document_root, "/app");
+        assert_eq!(routing.index_files, ["index.php"]);
+        assert_eq!(routing.front_controller.as_deref(), Some("/index.php"));
+        assert_eq!(
+            php(None)
+                .script_routing()
+                .unwrap()
+                .unwrap()
+                .front_controller,
+            None
+        );
+        assert_eq!(WcgiAnnotation::default().script_routing(), Ok(None));
+    }
+
+    #[test]
+    fn bad_index_names_are_refused() {
+        let annotation = WcgiAnnotation {
+            index: Some(vec!["sub/index.php".into()]),
+            ..php(None)
+        };
+        let error = annotation.script_routing().unwrap_err();
+        assert!(error.starts_with("annotations.wcgi.index: "), "{error}");
+    }
+}
