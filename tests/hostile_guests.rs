@@ -226,16 +226,7 @@ fn graceful_shutdown_answers_every_request_in_flight() {
         "--max-concurrency".as_ref(),
         "20".as_ref(),
     ]);
-    let url = server.url("/?3000");
-    let handles: Vec<_> = (0..20)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let response = client().get(&url).send().unwrap();
-                (response.status().as_u16(), response.text().unwrap())
-            })
-        })
-        .collect();
+    let handles = common::spawn_gets(&server.url("/?3000"), 20);
     // Let every request reach its guest, then ask the server to stop.
     std::thread::sleep(Duration::from_millis(1500));
     let status = server.terminate(Duration::from_secs(10));

@@ -6,7 +6,7 @@ mod common;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use common::{Server, client, new_project};
+use common::{Server, check_served, client, new_project};
 
 /// A project made by `wcgi new --template php --interpreter php-cgi.wasm`, with a `data/`.
 fn php_project(work: &Path) -> PathBuf {
@@ -48,18 +48,9 @@ fn the_php_template_serves_its_page_forms_and_live_edits() {
     let project = php_project(work.path());
     let server = serve(&project, &[]);
 
-    let (status, page) = server.get_text("/");
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("Hello, world!"), "{page}");
-    assert!(page.contains("Served by PHP 8.2"), "{page}");
-    let response = client()
-        .post(server.url("/"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("name=Ada+Lovelace%21")
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.text().unwrap().contains("Hello, Ada Lovelace!"));
+    let posted = check_served(&server, "Hello, world!");
+    assert!(posted.contains("Hello, Ada Lovelace!"), "{posted}");
+    assert!(server.get_text("/").1.contains("Served by PHP 8.2"));
     assert!(
         server
             .get_text("/?name=%3Cb%3E")
@@ -276,17 +267,7 @@ fn sqlite_counts_and_concurrent_writers_all_land_with_no_lock_left() {
         (200, "count: 4\n".into())
     );
 
-    let url = server.url("/probe.php/count");
-    let writers: Vec<_> = (0..20)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let response = client().get(&url).send().unwrap();
-                (response.status().as_u16(), response.text().unwrap())
-            })
-        })
-        .collect();
-    for writer in writers {
+    for writer in common::spawn_gets(&server.url("/probe.php/count"), 20) {
         let (status, body) = writer.join().unwrap();
         assert_eq!(status, 200, "{body}");
         assert!(body.starts_with("count: "), "{body}");

@@ -6,26 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, client, new_project, run_wcgi};
-
-/// GET /, a GET with a query and a POSTed form field, against a served project.
-fn check_served(server: &Server, greeting: &str) {
-    let (status, page) = server.get_text("/");
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains(greeting), "{page}");
-    let response = client()
-        .post(server.url("/"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("name=Ada+Lovelace%21")
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let page = response.text().unwrap();
-    assert!(
-        page.contains("Ada Lovelace!") || page.contains("name=Ada+Lovelace%21"),
-        "{page}"
-    );
-}
+use common::{Server, check_served, new_project, run_wcgi};
 
 #[test]
 fn the_rust_template_builds_and_serves() {

@@ -160,6 +160,39 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// GET / and a POSTed form field, against a served project; returns the page the POST got.
+pub fn check_served(server: &Server, greeting: &str) -> String {
+    let (status, page) = server.get_text("/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(greeting), "{page}");
+    let response = client()
+        .post(server.url("/"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("name=Ada+Lovelace%21")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().unwrap();
+    assert!(
+        page.contains("Ada Lovelace!") || page.contains("name=Ada+Lovelace%21"),
+        "{page}"
+    );
+    page
+}
+
+/// `count` GETs of `url` at once, each from a thread of its own; join for (status, body).
+pub fn spawn_gets(url: &str, count: usize) -> Vec<std::thread::JoinHandle<(u16, String)>> {
+    (0..count)
+        .map(|_| {
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let response = client().get(&url).send().unwrap();
+                (response.status().as_u16(), response.text().unwrap())
+            })
+        })
+        .collect()
+}
+
 /// A running `wcgi run` process; killed when dropped.
 pub struct Server {
     child: Child,
