@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
@@ -61,7 +61,6 @@ fn prepare(
         .script_routing()
         .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
     let mounts = open_mounts(args, package)?;
-    let guest_files = GuestFiles::new(mounts.clone());
 
     let host_env: Vec<(String, String)> = if args.forward_host_env {
         std::env::vars_os()
@@ -95,9 +94,10 @@ fn prepare(
     })
     .with_context(|| format!("command \"{}\"", command.name))?;
 
-    let mut app = AppState::new(
+    Ok(AppState::new(
         program,
         static_env,
+        routing,
         Limits {
             timeout: args.timeout,
             max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
@@ -106,10 +106,7 @@ fn prepare(
                 .map_or_else(default_concurrency, |n| n as usize),
             max_queue: args.max_queue,
         },
-    );
-    app.routing = routing;
-    app.guest_files = guest_files;
-    Ok(app)
+    ))
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

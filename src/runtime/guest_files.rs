@@ -8,7 +8,7 @@ use crate::cgi::{DocumentTree, EntryKind};
 use super::Mount;
 
 /// Every mount of the served command, looked up by guest path.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GuestFiles {
     mounts: Vec<Mount>,
 }

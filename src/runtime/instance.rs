@@ -132,6 +132,11 @@ impl GuestProgram {
         })
     }
 
+    /// The mounts every instance gets.
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
     /// Runs one fresh instance to completion on the calling thread, which must be allowed to
     /// block and must be inside a Tokio runtime context (e.g. a `spawn_blocking` thread).
     pub fn run(&self, invocation: Invocation) -> GuestExit {

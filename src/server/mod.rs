@@ -58,12 +58,18 @@ pub enum Refusal {
 }
 
 impl AppState {
-    pub fn new(program: GuestProgram, static_env: StaticEnv, limits: Limits) -> Self {
+    pub fn new(
+        program: GuestProgram,
+        static_env: StaticEnv,
+        routing: Option<ScriptRouting>,
+        limits: Limits,
+    ) -> Self {
         AppState {
+            // Routing looks at the same mounts the instances get.
+            guest_files: GuestFiles::new(program.mounts().to_vec()),
             program,
             static_env,
-            routing: None,
-            guest_files: GuestFiles::default(),
+            routing,
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             limits,
             waiting: AtomicUsize::new(0),
