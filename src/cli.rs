@@ -171,6 +171,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST")]
     pub dir: Vec<PathBuf>,
 
+    /// Serve the files of a host directory under a URL path without starting an instance
+    /// (e.g. `/assets:./public`). Scripts, hidden files and misses still go to the command.
+    /// Overrides the package's `static` entry for the same path. Repeatable.
+    #[arg(long = "static", value_name = "URLPATH:DIR", value_parser = parse_static)]
+    pub static_dirs: Vec<StaticSpec>,
+
     /// Wall-clock limit per request (`500ms`, `2s`, `1m`). Past it the client gets 504 (or the
     /// response is cut short if it had started) and the instance is stopped.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
@@ -209,6 +215,25 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
+/// `--static URLPATH:DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSpec {
+    pub url_path: String,
+    pub dir: PathBuf,
+}
+
+fn parse_static(raw: &str) -> Result<StaticSpec, String> {
+    match raw.split_once(':') {
+        Some((url_path, dir)) if url_path.starts_with('/') && !dir.is_empty() => Ok(StaticSpec {
+            url_path: url_path.to_string(),
+            dir: PathBuf::from(dir),
+        }),
+        _ => Err(format!(
+            "expected URLPATH:DIR with URLPATH starting with `/`, e.g. `/assets:./public`; got `{raw}`"
+        )),
+    }
+}
+
 fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some(("", _)) => Err("the variable name before `=` is empty".into()),
@@ -241,6 +266,16 @@ mod tests {
         assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), String::new()));
         assert!(parse_env_pair("A").is_err());
         assert!(parse_env_pair("=x").is_err());
+    }
+
+    #[test]
+    fn static_dirs_need_a_url_path_and_a_directory() {
+        let spec = parse_static("/assets:./public:x").unwrap();
+        assert_eq!(spec.url_path, "/assets");
+        assert_eq!(spec.dir, PathBuf::from("./public:x"));
+        assert!(parse_static("assets:./public").is_err());
+        assert!(parse_static("/assets:").is_err());
+        assert!(parse_static("/assets").is_err());
     }
 
     #[test]

@@ -111,6 +111,12 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
             let _ = writeln!(out, "    scripts: invalid routing: {error}");
         }
     }
+    for (url_path, guest_dir) in &command.wcgi.static_dirs {
+        let _ = writeln!(
+            out,
+            "    static: {url_path} from {guest_dir} (served by the host)"
+        );
+    }
     if !command.wasi.env.is_empty() {
         let _ = writeln!(out, "    env: {:?}", command.wasi.env);
     }

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{GuestProgram, Mount, MountSpec, ProgramSpec};
-use crate::server::{self, AppState, ConnectionLimits, Limits};
+use crate::runtime::{
+    GuestFiles, GuestProgram, HostLocation, Mount, MountSpec, ProgramSpec, guest_path,
+};
+use crate::server::{self, AppState, ConnectionLimits, Limits, StaticDir, StaticFiles};
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -61,6 +63,14 @@ fn prepare(
         .script_routing()
         .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
     let mounts = open_mounts(args, package)?;
+    let static_files = open_static_dirs(args, command, &GuestFiles::new(mounts.clone()))?;
+    for dir in static_files.dirs() {
+        tracing::info!(
+            "static files under {}/ from {}",
+            dir.url_prefix,
+            dir.dir.display()
+        );
+    }
 
     let host_env: Vec<(String, String)> = if args.forward_host_env {
         std::env::vars_os()
@@ -98,6 +108,7 @@ fn prepare(
         program,
         static_env,
         routing,
+        static_files,
         Limits {
             timeout: args.timeout,
             max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
@@ -135,6 +146,41 @@ fn open_mounts(args: &RunArgs, package: &Package) -> anyhow::Result<Vec<Mount>> 
         mounts.push(mount);
     }
     Ok(mounts)
+}
+
+/// The command's `static` annotation (guest directories, found on the host through the
+/// mounts), then `--static`; a later entry for a URL path replaces an earlier one.
+fn open_static_dirs(
+    args: &RunArgs,
+    command: &CommandSpec,
+    guest_files: &GuestFiles,
+) -> anyhow::Result<StaticFiles> {
+    let mut dirs: Vec<StaticDir> = Vec::new();
+    let mut add = |dir: StaticDir| {
+        dirs.retain(|existing| existing.url_prefix != dir.url_prefix);
+        dirs.push(dir);
+    };
+    for (url_path, guest_dir) in &command.wcgi.static_dirs {
+        let origin = format!(
+            "command \"{}\": annotations.wcgi.static {url_path:?}",
+            command.name
+        );
+        match guest_files.host_location(&guest_path(guest_dir)) {
+            HostLocation::Host(dir) => add(StaticDir::open(url_path, &dir, &origin)?),
+            HostLocation::InContainer => tracing::warn!(
+                "{origin}: {guest_dir} is inside the package's container, so its files are \
+                 served by the command; to serve them from the host, give --static {url_path}:DIR"
+            ),
+            HostLocation::Unmounted => bail!(
+                "{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir"
+            ),
+        }
+    }
+    for spec in &args.static_dirs {
+        let origin = format!("--static {}:{}", spec.url_path, spec.dir.display());
+        add(StaticDir::open(&spec.url_path, &spec.dir, &origin)?);
+    }
+    Ok(StaticFiles::new(dirs, &command.wcgi.script_extensions))
 }
 
 /// Twice the CPU count: guests mostly compute, but some wait on I/O.

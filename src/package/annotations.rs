@@ -1,5 +1,7 @@
 //! The command annotations wcgi reads, as found in wasmer.toml and webc manifests.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::cgi::ScriptRouting;
@@ -36,6 +38,10 @@ pub struct WcgiAnnotation {
     pub index: Option<Vec<String>>,
     /// The script (a URL path under the root, `/index.php`) for paths that name nothing.
     pub front_controller: Option<String>,
+    /// URL prefixes whose files the host serves from a guest directory without starting an
+    /// instance, e.g. `{ "/" = "/app" }`; scripts and misses still go to the command.
+    #[serde(default, rename = "static")]
+    pub static_dirs: BTreeMap<String, String>,
 }
 
 /// The only CGI dialect wcgi speaks.

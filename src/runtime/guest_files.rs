@@ -1,11 +1,22 @@
 //! The guest's filesystem seen from the host, through the same mounts the instances get: what
 //! script routing (and anything else deciding before an instance starts) looks at.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cgi::{DocumentTree, EntryKind};
 
 use super::Mount;
+
+/// Where a guest path's files are, seen from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostLocation {
+    /// Under a host directory mount (`[fs]`, `--mapdir`, `--dir`): this host path.
+    Host(PathBuf),
+    /// Inside a volume of the package's container.
+    InContainer,
+    /// No mount holds it.
+    Unmounted,
+}
 
 /// Every mount of the served command, looked up by guest path.
 #[derive(Debug, Clone)]
@@ -16,6 +27,17 @@ pub struct GuestFiles {
 impl GuestFiles {
     pub fn new(mounts: Vec<Mount>) -> Self {
         GuestFiles { mounts }
+    }
+
+    /// Where a guest directory lives on the host, for serving its files without an instance.
+    pub fn host_location(&self, guest_path: &str) -> HostLocation {
+        let Some((mount, inside)) = self.locate(guest_path) else {
+            return HostLocation::Unmounted;
+        };
+        match &mount.host_root {
+            Some(root) => HostLocation::Host(root.join(inside.trim_start_matches('/'))),
+            None => HostLocation::InContainer,
+        }
     }
 
     /// The mount holding `guest_path` (the deepest one, as mounts may nest) and the path

@@ -11,7 +11,7 @@ mod sqlite_locks;
 mod stdio;
 mod watchdog;
 
-pub use guest_files::GuestFiles;
+pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountSpec, guest_path};
 pub use stdio::{GuestLog, StdoutReceiver, stdout_channel};

@@ -74,6 +74,8 @@ pub fn guest_path(raw: &str) -> String {
 pub struct Mount {
     pub guest: String,
     pub filesystem: Arc<dyn FileSystem + Send + Sync>,
+    /// The host directory behind the mount, canonical; `None` for a container's volume.
+    pub host_root: Option<PathBuf>,
 }
 
 impl fmt::Debug for Mount {
@@ -103,7 +105,7 @@ impl Mount {
                 })?;
         let contained = ContainedFileSystem {
             inner: host_fs,
-            root,
+            root: root.clone(),
         };
         let filesystem: Arc<dyn FileSystem + Send + Sync> = if spec.read_only {
             Arc::new(ReadOnlyFileSystem(contained))
@@ -113,6 +115,7 @@ impl Mount {
         Ok(Mount {
             guest: spec.guest.clone(),
             filesystem,
+            host_root: Some(root),
         })
     }
 }
@@ -134,6 +137,7 @@ impl Mount {
         Mount {
             guest: guest.to_string(),
             filesystem,
+            host_root: None,
         }
     }
 }

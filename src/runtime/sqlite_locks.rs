@@ -204,6 +204,7 @@ mod tests {
         Mount {
             guest: "/data".into(),
             filesystem: Arc::new(virtual_fs::mem_fs::FileSystem::default()),
+            host_root: None,
         }
     }
 

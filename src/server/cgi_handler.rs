@@ -17,6 +17,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use super::access_log::AccessRecord;
+use super::static_files::StaticFile;
+use super::static_response;
 use crate::cgi::{
     CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
     parse_response_head, split_head,
@@ -63,6 +65,13 @@ pub async fn serve_request(
     let request_id = app.next_request_id();
     let (parts, body) = request.into_parts();
     let mut record = AccessRecord::new(&request_id, &parts.method, parts.uri.path());
+    if let Some(file) = find_static_file(&app, &parts).await {
+        let response = static_response::respond(&file, &parts).await;
+        record.set_status(response.status());
+        record.add_bytes(body_length(&response));
+        record.complete();
+        return response;
+    }
 
     let declared_length = parts
         .headers
@@ -131,6 +140,31 @@ pub async fn serve_request(
         StatusCode::INTERNAL_SERVER_ERROR,
         "too many local redirects\n",
     )
+}
+
+/// The file the host serves itself for a GET or HEAD, if any; everything else goes to the
+/// command.
+async fn find_static_file(app: &Arc<AppState>, parts: &http::request::Parts) -> Option<StaticFile> {
+    if app.static_files.is_empty() || !matches!(parts.method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    // An undecodable path is the command's 400, answered below.
+    let path = decoded_path(&parts.uri).ok()?;
+    let static_files = app.static_files.clone();
+    // A few `stat` calls, kept off the async workers in case the disk is slow.
+    tokio::task::spawn_blocking(move || static_files.lookup(&path))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The body size a response announces, for the access log.
+fn body_length(response: &Response) -> usize {
+    response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Target {

@@ -3,6 +3,8 @@
 mod access_log;
 mod cgi_handler;
 mod listener;
+mod static_files;
+mod static_response;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgi::{ScriptRouting, StaticEnv};
 use crate::runtime::{GuestFiles, GuestProgram};
 pub use listener::ConnectionLimits;
+pub use static_files::{StaticDir, StaticFiles};
 
 /// Per-request limits, from the command line.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +45,8 @@ pub struct AppState {
     pub routing: Option<ScriptRouting>,
     /// The guest's mounts, for decisions made before an instance starts.
     pub guest_files: GuestFiles,
+    /// Directories whose files the host serves without an instance.
+    pub static_files: Arc<StaticFiles>,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -62,6 +67,7 @@ impl AppState {
         program: GuestProgram,
         static_env: StaticEnv,
         routing: Option<ScriptRouting>,
+        static_files: StaticFiles,
         limits: Limits,
     ) -> Self {
         AppState {
@@ -70,6 +76,7 @@ impl AppState {
             program,
             static_env,
             routing,
+            static_files: Arc::new(static_files),
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             limits,
             waiting: AtomicUsize::new(0),
