@@ -171,9 +171,9 @@ fn open_static_dirs(
                 "{origin}: {guest_dir} is inside the package's container, so its files are \
                  served by the command; to serve them from the host, give --static {url_path}:DIR"
             ),
-            HostLocation::Unmounted => bail!(
-                "{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir"
-            ),
+            HostLocation::Unmounted => {
+                bail!("{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir")
+            }
         }
     }
     for spec in &args.static_dirs {

@@ -30,8 +30,8 @@ $table_prefix = 'wp_';
 // $upload_path and $upload_url_path into the options of the same name after installing,
 // but nothing defines them (not even Debian's config-default.php), so PHP warns
 // "Undefined variable". Empty strings are the options' defaults (uploads in wp-content/uploads).
-//TMP$upload_path     = '';
-//TMP$upload_url_path = '';
+$upload_path     = '';
+$upload_url_path = '';
 
 // Each request is a fresh instance without outbound network: no cron spawning, no
 // update checks, no HTTP requests except to this site itself.

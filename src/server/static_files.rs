@@ -26,8 +26,8 @@ impl StaticDir {
     /// Checks that `dir` is a directory and takes its canonical path. `origin` names the
     /// setting in errors.
     pub fn open(url_prefix: &str, dir: &Path, origin: &str) -> anyhow::Result<Self> {
-        let url_prefix = normalise_prefix(url_prefix)
-            .map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
+        let url_prefix =
+            normalise_prefix(url_prefix).map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
         if !dir.is_dir() {
             bail!(
                 "{origin}: {} is not a directory; static files need an existing host directory",
@@ -102,7 +102,9 @@ impl StaticFiles {
         })?;
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let file_name = *segments.last()?;
-        if !segments.iter().all(|segment| self.may_serve_segment(segment))
+        if !segments
+            .iter()
+            .all(|segment| self.may_serve_segment(segment))
             || self.is_script(file_name)
             || rest.ends_with('/')
         {
@@ -191,7 +193,10 @@ mod tests {
         assert_eq!(served(&site, "/css/site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "//css//site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "/alias.css").as_deref(), Some("body{}"));
-        assert_eq!(served(&site, "/.well-known/security.txt").as_deref(), Some("x"));
+        assert_eq!(
+            served(&site, "/.well-known/security.txt").as_deref(),
+            Some("x")
+        );
     }
 
     #[test]

@@ -152,9 +152,10 @@ impl Conditions {
     /// without it does `If-Modified-Since`.
     fn not_modified(&self, validators: &Validators) -> bool {
         if let Some(list) = &self.if_none_match {
-            return list.split(',').map(str::trim).any(|tag| {
-                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == validators.etag
-            });
+            return list
+                .split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == validators.etag);
         }
         match (self.if_modified_since, validators.last_modified) {
             (Some(since), Some(modified)) => whole_seconds(modified) <= whole_seconds(since),

@@ -448,3 +448,30 @@ pub fn read_body(mut response: reqwest::blocking::Response) -> (Vec<u8>, bool) {
     let clean = response.read_to_end(&mut body).is_ok();
     (body, clean)
 }
+
+/// Sends `GET RAW_TARGET` exactly as written (no client-side normalisation of `..` or
+/// `%2e`), and returns the status and everything after the head.
+pub fn raw_get(port: u16, raw_target: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {raw_target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_string())
+}
