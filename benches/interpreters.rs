@@ -6,12 +6,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/lighttpd.rs"]
+mod lighttpd;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Server, client, php_interpreter, python_interpreter};
+use lighttpd::{Lighttpd, installed};
 
 const REQUESTS: usize = 50;
 const HELLO_PY: &str = "import os\nprint('Content-Type: text/plain')\nprint()\nprint('hello from python', os.environ.get('QUERY_STRING', ''))\n";
@@ -51,68 +53,6 @@ fn median_of(url: &str, greeting: &str) -> Duration {
     times[REQUESTS / 2]
 }
 
-struct Lighttpd(Child);
-
-impl Drop for Lighttpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Debian's own binary, not a version manager's shim (which would add a shell per request).
-fn installed(candidates: &[&str]) -> Option<PathBuf> {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-}
-
-fn start_lighttpd(docroot: &Path, port: u16, cases: &[Case]) -> Lighttpd {
-    let assignments: Vec<String> = cases
-        .iter()
-        .filter_map(|case| {
-            let extension = Path::new(case.script).extension()?.to_str()?;
-            Some(format!(
-                "\".{extension}\" => \"{}\"",
-                case.native.as_ref()?.display()
-            ))
-        })
-        .collect();
-    let config = docroot.parent().unwrap().join("lighttpd.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "server.document-root = \"{}\"\nserver.port = {port}\nserver.bind = \"127.0.0.1\"\n\
-             server.modules = (\"mod_cgi\")\ncgi.assign = ({})\n",
-            docroot.display(),
-            assignments.join(", ")
-        ),
-    )
-    .unwrap();
-    let child = Command::new("lighttpd")
-        .args(["-D", "-f"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("lighttpd is needed for this benchmark: apt-get install lighttpd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "lighttpd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Lighttpd(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn main() {
     let work = tempfile::tempdir().unwrap();
     let docroot = work.path().join("www");
@@ -149,8 +89,18 @@ fn main() {
     for case in &cases {
         std::fs::write(docroot.join(case.script), case.source).unwrap();
     }
-    let port = free_port();
-    let _lighttpd = start_lighttpd(&docroot, port, &cases);
+    let interpreters: Vec<(String, &Path)> = cases
+        .iter()
+        .filter_map(|case| {
+            let extension = Path::new(case.script).extension()?.to_str()?;
+            Some((format!(".{extension}"), case.native.as_deref()?))
+        })
+        .collect();
+    let interpreters: Vec<(&str, &Path)> = interpreters
+        .iter()
+        .map(|(extension, binary)| (extension.as_str(), *binary))
+        .collect();
+    let lighttpd = Lighttpd::start(&docroot, &interpreters, &[], "");
 
     println!("median of {REQUESTS} sequential requests, same run, same script:");
     for case in &cases {
@@ -168,10 +118,7 @@ fn main() {
             );
             continue;
         };
-        let native = median_of(
-            &format!("http://127.0.0.1:{port}/{}", case.script),
-            case.greeting,
-        );
+        let native = median_of(&lighttpd.url(&format!("/{}", case.script)), case.greeting);
         println!(
             "  {:<10} wcgi {:>7.1} ms   native {} via lighttpd mod_cgi {:>6.1} ms   ratio {:.2}×",
             case.script,

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod registry;
+pub mod wordpress;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

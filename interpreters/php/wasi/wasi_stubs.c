@@ -74,8 +74,11 @@ int dup2(int fd, int fd2) FAIL(-1)
 int pipe(int fds[2]) FAIL(-1)
 /* There is no process umask: report the conventional 022 and ignore changes. */
 mode_t umask(mode_t m) { (void)m; return 022; }
-int chmod(const char *p, mode_t m) FAIL(-1)
-int fchmod(int fd, mode_t m) FAIL(-1)
+/* WASI files carry no permission bits, so there is nothing to change: succeed for files that
+ * exist, as PHP on Windows does. Failing made WordPress and its SQLite plugin warn on every
+ * new directory and upload. */
+int chmod(const char *p, mode_t m) { struct stat st; (void)m; return stat(p, &st); }
+int fchmod(int fd, mode_t m) { struct stat st; (void)m; return fstat(fd, &st); }
 int chown(const char *p, uid_t u, gid_t g) FAIL(-1)
 int fchown(int fd, uid_t u, gid_t g) FAIL(-1)
 int lchown(const char *p, uid_t u, gid_t g) FAIL(-1)

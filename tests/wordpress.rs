@@ -1,0 +1,124 @@
+//! Unmodified WordPress on SQLite (`examples/wordpress`) through the real binary over HTTP:
+//! static assets from the host, PHP source never shown, and requests stopped by `--timeout`
+//! leaving the site working. The real-browser test is in `wordpress_browser.rs`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::wordpress::{self, SITE_TITLE};
+use common::{client, raw_get};
+
+#[test]
+fn wordpress_serves_its_assets_from_the_host_and_never_its_source() {
+    let data = tempfile::tempdir().unwrap();
+    let server = wordpress::serve(data.path(), &[]);
+    let (status, _) = server.get_text("/");
+    assert_eq!(status, 302, "a fresh site sends visitors to the installer");
+    wordpress::install(&server.base_url);
+    let (status, page) = server.get_text("/");
+    assert_eq!(status, 200);
+    assert!(page.contains(SITE_TITLE), "{page}");
+
+    let css = server.get("/wp-includes/css/dashicons.min.css");
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css");
+    assert!(css.headers().contains_key("etag"), "served by the host");
+    let etag = css.headers()["etag"].clone();
+    let cached = client()
+        .get(server.url("/wp-includes/css/dashicons.min.css"))
+        .header("If-None-Match", etag)
+        .send()
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let problems = wordpress::php_problems(&server.logs());
+    assert!(
+        problems.is_empty(),
+        "PHP complained:\n{}",
+        problems.join("\n")
+    );
+
+    // Run as scripts, never shown. (Run directly, wp-content/db.php fails for want of
+    // WordPress around it, as it does under Apache.)
+    for probe in [
+        "/wp-config.php",
+        "/wp-content/db.php",
+        "/wp-includes/version.php",
+        "/wp-includes/../wp-config.php",
+        "/wp-includes/%2e%2e/wp-config.php",
+        "/wp-config.php/",
+        "/.htaccess",
+    ] {
+        let (status, body) = raw_get(server.port, probe);
+        assert!(
+            !body.contains("<?php") && !body.contains("DB_ENGINE") && !body.contains("$wp_version"),
+            "{probe} showed PHP source: {status}"
+        );
+    }
+}
+
+#[test]
+fn requests_stopped_by_the_timeout_leave_wordpress_working() {
+    let data = tempfile::tempdir().unwrap();
+    let server = wordpress::serve(data.path(), &[]);
+    wordpress::install(&server.base_url);
+    wordpress::log_in(&server.base_url);
+
+    // Logins write (session tokens, user meta); stop them at different points of their run,
+    // while the first server keeps serving the same database.
+    let mut stopped = 0;
+    for timeout in ["120ms", "300ms", "450ms"] {
+        let impatient = wordpress::serve(data.path(), &["--timeout", timeout]);
+        let attempts: Vec<_> = (0..4)
+            .map(|_| {
+                let base_url = impatient.base_url.clone();
+                std::thread::spawn(move || {
+                    wordpress::log_in_attempt(&base_url)
+                        .map(|response| response.status().as_u16())
+                        .unwrap_or(0)
+                })
+            })
+            .collect();
+        stopped += attempts
+            .into_iter()
+            .map(|attempt| attempt.join().unwrap())
+            .filter(|status| *status == 504)
+            .count();
+    }
+    eprintln!("{stopped} of 12 logins were stopped by the timeout");
+    assert!(
+        stopped > 0,
+        "no request was stopped; the test proves nothing"
+    );
+
+    let leftover_locks: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".lock"))
+        .collect();
+    assert!(leftover_locks.is_empty(), "locks left: {leftover_locks:?}");
+
+    let started = Instant::now();
+    let (status, page) = server.get_text("/");
+    assert_eq!(status, 200);
+    assert!(page.contains(SITE_TITLE));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the front page waited {:?} for the database",
+        started.elapsed()
+    );
+    let cookies = wordpress::log_in(&server.base_url);
+    let dashboard = client()
+        .get(server.url("/wp-admin/"))
+        .header("Cookie", cookies)
+        .send()
+        .unwrap();
+    assert_eq!(dashboard.status(), 200);
+    assert!(dashboard.text().unwrap().contains("Dashboard"));
+    let problems = wordpress::php_problems(&server.logs());
+    assert!(
+        problems.is_empty(),
+        "PHP complained:\n{}",
+        problems.join("\n")
+    );
+}
