@@ -165,14 +165,29 @@ fn open_static_dirs(
             "command \"{}\": annotations.wcgi.static {url_path:?}",
             command.name
         );
-        match guest_files.host_location(&guest_path(guest_dir)) {
-            HostLocation::Host(dir) => add(StaticDir::open(url_path, &dir, &origin)?),
-            HostLocation::InContainer => tracing::warn!(
-                "{origin}: {guest_dir} is inside the package's container, so its files are \
-                 served by the command; to serve them from the host, give --static {url_path}:DIR"
-            ),
-            HostLocation::Unmounted => {
-                bail!("{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir")
+        let guest_dir = guest_path(guest_dir);
+        // A mount nested inside the directory (`--mapdir /app/uploads:…`) shows its own files
+        // there, in the guest and so here too.
+        let nested = guest_files
+            .nested_mounts(&guest_dir)
+            .into_iter()
+            .map(|(below, location)| {
+                (
+                    format!("{}{below}", url_path.trim_end_matches('/')),
+                    location,
+                )
+            });
+        let top = (url_path.clone(), guest_files.host_location(&guest_dir));
+        for (url_path, location) in std::iter::once(top).chain(nested) {
+            match location {
+                HostLocation::Host(dir) => add(StaticDir::open(&url_path, &dir, &origin)?),
+                HostLocation::InContainer => tracing::warn!(
+                    "{origin}: {url_path} is inside the package's container, so its files are \
+                     served by the command; to serve them from the host, give --static {url_path}:DIR"
+                ),
+                HostLocation::Unmounted => bail!(
+                    "{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir"
+                ),
             }
         }
     }

@@ -402,6 +402,25 @@ static = {{ "/" = "/app/public" }}
     );
     drop(server);
 
+    // A directory mounted inside the static one (WordPress's uploads) is served from its mount.
+    let uploads = tempfile::tempdir().unwrap();
+    std::fs::write(uploads.path().join("photo.txt"), "uploaded").unwrap();
+    let mapdir = format!("/app/public/uploads:{}", uploads.path().display());
+    let server = Server::start(&[
+        package.path().as_os_str(),
+        "--mapdir".as_ref(),
+        mapdir.as_ref(),
+    ]);
+    assert_eq!(
+        server.get_text("/uploads/photo.txt"),
+        (200, "uploaded".into())
+    );
+    assert_eq!(
+        server.get_text("/robots.txt"),
+        (200, "from the volume".into())
+    );
+    drop(server);
+
     let static_dir = format!("/:{}", other.path().display());
     let server = Server::start(&[
         package.path().as_os_str(),

@@ -40,6 +40,25 @@ impl GuestFiles {
         }
     }
 
+    /// Mounts nested strictly inside `guest_dir` (`/app/uploads` inside `/app`): the path below
+    /// it and where their files are.
+    pub fn nested_mounts(&self, guest_dir: &str) -> Vec<(String, HostLocation)> {
+        let dir = guest_dir.trim_end_matches('/');
+        self.mounts
+            .iter()
+            .filter_map(|mount| {
+                let below = mount.guest.strip_prefix(dir)?;
+                (below.len() > 1 && below.starts_with('/')).then(|| {
+                    let location = match &mount.host_root {
+                        Some(root) => HostLocation::Host(root.clone()),
+                        None => HostLocation::InContainer,
+                    };
+                    (below.to_string(), location)
+                })
+            })
+            .collect()
+    }
+
     /// The mount holding `guest_path` (the deepest one, as mounts may nest) and the path
     /// inside it.
     fn locate<'a>(&self, guest_path: &'a str) -> Option<(&Mount, &'a str)> {
