@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Server, fixture, package_dir, random_bytes, raw_get, run_wcgi};
+use common::{Server, fixture, pack, package_dir, random_bytes, raw_get, run_wcgi};
 
 /// A client that sends only the Accept-Encoding a test sets, and never decompresses.
 fn plain_client() -> reqwest::blocking::Client {
@@ -478,4 +478,87 @@ static = {{ "/" = "/nowhere" }}
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn static_files_inside_a_packed_container_are_served_by_the_host() {
+    let manifest = format!(
+        r#"
+[package]
+name = "test/static-webc"
+version = "0.1.0"
+
+[[module]]
+name = "hello"
+source = "{wasm}"
+abi = "wasi"
+
+[[command]]
+name = "hello"
+module = "hello"
+runner = "wcgi"
+
+[command.annotations.wcgi]
+static = {{ "/assets" = "/app/public" }}
+
+[fs]
+"/app" = "site"
+"#,
+        wasm = fixture("hello").display()
+    );
+    let package = package_dir(&manifest);
+    let public = package.path().join("site/public");
+    std::fs::create_dir_all(public.join("css")).unwrap();
+    std::fs::write(public.join("css/site.css"), "packed { color: red }").unwrap();
+    std::fs::write(public.join("secret.php"), "<?php 'SECRET';").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for version in ["2", "3"] {
+        let webc = out.path().join(format!("site-v{version}.webc"));
+        pack(package.path(), &webc, version);
+        let server = Server::start(&[&webc]);
+        let css = server.get("/assets/css/site.css");
+        assert_eq!(css.status(), 200);
+        assert!(
+            css.headers().contains_key("etag"),
+            "v{version}: served by the host"
+        );
+        assert_eq!(css.headers()["content-type"], "text/css");
+        assert_eq!(css.text().unwrap(), "packed { color: red }");
+        let (status, body) = server.get_text("/assets/secret.php");
+        assert_eq!(
+            (status, body.contains("SECRET")),
+            (200, false),
+            "v{version}"
+        );
+        assert_eq!(
+            server.get_text("/assets/missing.css"),
+            (200, "Hello from WebAssembly!\n".into())
+        );
+        drop(server);
+    }
+
+    // The unpacked copy goes when the server stops, and a killed server's copy is swept by
+    // the next one.
+    let unpacked_by = |pid: u32| {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("wcgi-static-{pid}-"))
+            })
+            .count()
+    };
+    let webc = out.path().join("site-v3.webc");
+    let killed = Server::start(&[&webc]);
+    let killed_pid = killed.pid();
+    assert_eq!(unpacked_by(killed_pid), 1);
+    drop(killed);
+    assert_eq!(unpacked_by(killed_pid), 1, "SIGKILL leaves it");
+    let mut server = Server::start(&[&webc]);
+    assert_eq!(unpacked_by(killed_pid), 0, "the next start sweeps it");
+    let pid = server.pid();
+    assert_eq!(unpacked_by(pid), 1);
+    assert!(server.terminate(Duration::from_secs(15)).success());
+    assert_eq!(unpacked_by(pid), 0, "a stopped server removes its own");
 }

@@ -5,15 +5,31 @@ use std::path::{Path, PathBuf};
 
 use crate::cgi::{DocumentTree, EntryKind};
 
-use super::Mount;
+use super::{Mount, MountOrigin};
+
+impl MountOrigin {
+    /// Where `inside` (a path in the mount, starting with `/`) is.
+    fn location(&self, inside: &str) -> HostLocation {
+        let relative = inside.trim_start_matches('/');
+        match self {
+            MountOrigin::Host(root) => HostLocation::Host(root.join(relative)),
+            MountOrigin::Volume { volume, inside } => HostLocation::InContainer {
+                volume: volume.clone(),
+                path: format!("{inside}{relative}"),
+            },
+            #[cfg(test)]
+            MountOrigin::Other => HostLocation::Unmounted,
+        }
+    }
+}
 
 /// Where a guest path's files are, seen from the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum HostLocation {
     /// Under a host directory mount (`[fs]`, `--mapdir`, `--dir`): this host path.
     Host(PathBuf),
-    /// Inside a volume of the package's container.
-    InContainer,
+    /// Inside a volume of the package's container, at `path` in `volume`.
+    InContainer { volume: webc::Volume, path: String },
     /// No mount holds it.
     Unmounted,
 }
@@ -34,10 +50,7 @@ impl GuestFiles {
         let Some((mount, inside)) = self.locate(guest_path) else {
             return HostLocation::Unmounted;
         };
-        match &mount.host_root {
-            Some(root) => HostLocation::Host(root.join(inside.trim_start_matches('/'))),
-            None => HostLocation::InContainer,
-        }
+        mount.origin.location(inside)
     }
 
     /// Mounts nested strictly inside `guest_dir` (`/app/uploads` inside `/app`): the path below
@@ -48,13 +61,8 @@ impl GuestFiles {
             .iter()
             .filter_map(|mount| {
                 let below = mount.guest.strip_prefix(dir)?;
-                (below.len() > 1 && below.starts_with('/')).then(|| {
-                    let location = match &mount.host_root {
-                        Some(root) => HostLocation::Host(root.clone()),
-                        None => HostLocation::InContainer,
-                    };
-                    (below.to_string(), location)
-                })
+                (below.len() > 1 && below.starts_with('/'))
+                    .then(|| (below.to_string(), mount.origin.location("/")))
             })
             .collect()
     }

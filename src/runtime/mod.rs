@@ -13,5 +13,5 @@ mod watchdog;
 
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
-pub use mounts::{Mount, MountSpec, guest_path};
+pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
 pub use stdio::{GuestLog, StdoutReceiver, stdout_channel};

@@ -74,8 +74,23 @@ pub fn guest_path(raw: &str) -> String {
 pub struct Mount {
     pub guest: String,
     pub filesystem: Arc<dyn FileSystem + Send + Sync>,
-    /// The host directory behind the mount, canonical; `None` for a container's volume.
-    pub host_root: Option<PathBuf>,
+    /// What the files are, for the host's own use (serving static files).
+    pub origin: MountOrigin,
+}
+
+/// Where a mount's files come from.
+#[derive(Clone)]
+pub enum MountOrigin {
+    /// A host directory (canonical path).
+    Host(PathBuf),
+    /// A directory (`inside`, `/` for all) of a `.webc` container's volume.
+    Volume {
+        volume: webc::Volume,
+        inside: String,
+    },
+    /// An in-memory filesystem in unit tests.
+    #[cfg(test)]
+    Other,
 }
 
 impl fmt::Debug for Mount {
@@ -115,7 +130,7 @@ impl Mount {
         Ok(Mount {
             guest: spec.guest.clone(),
             filesystem,
-            host_root: Some(root),
+            origin: MountOrigin::Host(root),
         })
     }
 }
@@ -124,8 +139,12 @@ impl Mount {
     /// A volume of a `.webc` container, mounted read-only; `inside` is the directory of the
     /// volume to mount (`/` for all of it).
     pub fn from_volume(guest: &str, volume: webc::Volume, inside: &str) -> Self {
-        let volume_fs = virtual_fs::WebcVolumeFileSystem::new(volume);
+        let volume_fs = virtual_fs::WebcVolumeFileSystem::new(volume.clone());
         let inside = inside.trim_end_matches('/');
+        let origin = MountOrigin::Volume {
+            volume,
+            inside: format!("{inside}/"),
+        };
         let filesystem: Arc<dyn FileSystem + Send + Sync> = if inside.is_empty() {
             Arc::new(ReadOnlyFileSystem(volume_fs))
         } else {
@@ -137,7 +156,7 @@ impl Mount {
         Mount {
             guest: guest.to_string(),
             filesystem,
-            host_root: None,
+            origin,
         }
     }
 }

@@ -199,12 +199,13 @@ impl FileOpener for LockTrackingFileSystem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::mounts::MountOrigin;
 
     fn memory_mount() -> Mount {
         Mount {
             guest: "/data".into(),
             filesystem: Arc::new(virtual_fs::mem_fs::FileSystem::default()),
-            host_root: None,
+            origin: MountOrigin::Other,
         }
     }
 

@@ -71,6 +71,8 @@ pub struct StaticFiles {
     dirs: Vec<StaticDir>,
     /// Lower-case extensions of scripts, never served as files.
     scripts: Vec<String>,
+    /// Files unpacked from a container for serving; removed when the server stops.
+    _unpacked: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl StaticFiles {
@@ -81,7 +83,18 @@ impl StaticFiles {
         scripts.extend(script_extensions.iter().map(|e| e.to_ascii_lowercase()));
         scripts.sort();
         scripts.dedup();
-        StaticFiles { dirs, scripts }
+        StaticFiles {
+            dirs,
+            scripts,
+            _unpacked: None,
+        }
+    }
+
+    /// Keeps `unpacked` (where some of the directories are) for as long as these files are
+    /// served.
+    pub fn keeping(mut self, unpacked: Option<tempfile::TempDir>) -> Self {
+        self._unpacked = unpacked.map(std::sync::Arc::new);
+        self
     }
 
     pub fn is_empty(&self) -> bool {
