@@ -1,5 +1,6 @@
 //! Native baselines for benchmarks: Debian's lighttpd with mod_cgi on a free loopback port,
 //! running Debian's own interpreters.
+#![allow(dead_code)] // each benchmark uses a different part
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
