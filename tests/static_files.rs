@@ -293,6 +293,8 @@ fn traversal_hidden_files_and_scripts_are_never_served() {
     std::fs::write(dir.path().join("secret.txt"), "SECRET-OUTSIDE").unwrap();
     std::fs::write(public.join("config.php"), "<?php $password = 'SECRET-PHP';").unwrap();
     std::fs::write(public.join("Upper.PHP"), "<?php 'SECRET-UPPER';").unwrap();
+    std::fs::write(public.join("config.php~"), "<?php 'SECRET-BACKUP';").unwrap();
+    std::fs::write(public.join("config.php.bak"), "<?php 'SECRET-BAK';").unwrap();
     std::fs::write(public.join(".env"), "SECRET-DOTFILE").unwrap();
     std::fs::write(public.join("sub/ok.txt"), "fine").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret.txt"), public.join("link.txt")).unwrap();
@@ -316,6 +318,8 @@ fn traversal_hidden_files_and_scripts_are_never_served() {
         "/s/parent/secret.txt",
         "/s/config.php",
         "/s/Upper.PHP",
+        "/s/config.php~",
+        "/s/config.php.bak",
         "/s/config.php/",
         "/s/config.php%00.txt",
         "/s/.env",

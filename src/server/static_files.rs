@@ -150,9 +150,11 @@ impl StaticFiles {
         !segment.starts_with('.') || segment == WELL_KNOWN
     }
 
-    /// Compared without case: `INDEX.PHP` is still PHP source.
+    /// Scripts and their copies: an editor's `wp-config.php~` or a `config.php.bak` holds the
+    /// same secrets. Compared without case: `INDEX.PHP` is still PHP source.
     fn is_script(&self, file_name: &str) -> bool {
-        file_name.rsplit_once('.').is_some_and(|(_, extension)| {
+        file_name.split('.').skip(1).any(|part| {
+            let extension = part.trim_end_matches('~');
             self.scripts
                 .iter()
                 .any(|script| script.eq_ignore_ascii_case(extension))
@@ -178,6 +180,9 @@ mod tests {
         std::fs::create_dir_all(public.join(".well-known")).unwrap();
         std::fs::write(public.join("css/site.css"), "body{}").unwrap();
         std::fs::write(public.join("index.php"), "<?php secret();").unwrap();
+        std::fs::write(public.join("index.php~"), "<?php secret();").unwrap();
+        std::fs::write(public.join("index.php.bak"), "<?php secret();").unwrap();
+        std::fs::write(public.join("phpinfo.txt"), "not a script").unwrap();
         std::fs::write(public.join("tool.py"), "print()").unwrap();
         std::fs::write(public.join(".git/config"), "[core]").unwrap();
         std::fs::write(public.join(".well-known/security.txt"), "x").unwrap();
@@ -206,6 +211,7 @@ mod tests {
         assert_eq!(served(&site, "/css/site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "//css//site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "/alias.css").as_deref(), Some("body{}"));
+        assert_eq!(served(&site, "/phpinfo.txt").as_deref(), Some("not a script"));
         assert_eq!(
             served(&site, "/.well-known/security.txt").as_deref(),
             Some("x")
@@ -225,7 +231,14 @@ mod tests {
     #[test]
     fn scripts_and_hidden_files_are_never_served() {
         let site = site();
-        for path in ["/index.php", "/INDEX.PHP", "/tool.py", "/.git/config"] {
+        for path in [
+            "/index.php",
+            "/INDEX.PHP",
+            "/index.php~",
+            "/index.php.bak",
+            "/tool.py",
+            "/.git/config",
+        ] {
             assert!(served(&site, path).is_none(), "{path} was served");
         }
     }
