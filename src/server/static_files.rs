@@ -211,7 +211,10 @@ mod tests {
         assert_eq!(served(&site, "/css/site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "//css//site.css").as_deref(), Some("body{}"));
         assert_eq!(served(&site, "/alias.css").as_deref(), Some("body{}"));
-        assert_eq!(served(&site, "/phpinfo.txt").as_deref(), Some("not a script"));
+        assert_eq!(
+            served(&site, "/phpinfo.txt").as_deref(),
+            Some("not a script")
+        );
         assert_eq!(
             served(&site, "/.well-known/security.txt").as_deref(),
             Some("x")
