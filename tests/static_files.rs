@@ -336,33 +336,26 @@ fn traversal_hidden_files_and_scripts_are_never_served() {
     }
 }
 
+/// A package serving the hello guest with `static = { STATIC }`, and `[fs] "/app" = "site"`
+/// when `with_site`.
+fn hello_package(static_entry: &str, with_site: bool) -> tempfile::TempDir {
+    let fs = if with_site {
+        "[fs]\n\"/app\" = \"site\"\n"
+    } else {
+        ""
+    };
+    package_dir(&format!(
+        "[package]\nname = \"test/static\"\nversion = \"0.1.0\"\n\n\
+         [[module]]\nname = \"hello\"\nsource = \"{wasm}\"\nabi = \"wasi\"\n\n\
+         [[command]]\nname = \"hello\"\nmodule = \"hello\"\nrunner = \"wcgi\"\n\n\
+         [command.annotations.wcgi]\nstatic = {{ {static_entry} }}\n\n{fs}",
+        wasm = fixture("hello").display()
+    ))
+}
+
 #[test]
 fn the_static_annotation_serves_a_volume_and_flags_override_it() {
-    let manifest = format!(
-        r#"
-[package]
-name = "test/static"
-version = "0.1.0"
-
-[[module]]
-name = "hello"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "hello"
-module = "hello"
-runner = "wcgi"
-
-[command.annotations.wcgi]
-static = {{ "/" = "/app/public" }}
-
-[fs]
-"/app" = "site"
-"#,
-        wasm = fixture("hello").display()
-    );
-    let package = package_dir(&manifest);
+    let package = hello_package(r#""/" = "/app/public""#, true);
     let site = package.path().join("site");
     std::fs::create_dir_all(site.join("public")).unwrap();
     std::fs::write(site.join("public/robots.txt"), "from the volume").unwrap();
@@ -439,28 +432,7 @@ static = {{ "/" = "/app/public" }}
 
 #[test]
 fn static_settings_that_cannot_work_stop_the_start() {
-    let manifest = format!(
-        r#"
-[package]
-name = "test/static"
-version = "0.1.0"
-
-[[module]]
-name = "hello"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "hello"
-module = "hello"
-runner = "wcgi"
-
-[command.annotations.wcgi]
-static = {{ "/" = "/nowhere" }}
-"#,
-        wasm = fixture("hello").display()
-    );
-    let package = package_dir(&manifest);
+    let package = hello_package(r#""/" = "/nowhere""#, false);
     let output = run_wcgi(&["run".as_ref(), package.path().as_os_str()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
@@ -486,31 +458,7 @@ static = {{ "/" = "/nowhere" }}
 
 #[test]
 fn static_files_inside_a_packed_container_are_served_by_the_host() {
-    let manifest = format!(
-        r#"
-[package]
-name = "test/static-webc"
-version = "0.1.0"
-
-[[module]]
-name = "hello"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "hello"
-module = "hello"
-runner = "wcgi"
-
-[command.annotations.wcgi]
-static = {{ "/assets" = "/app/public" }}
-
-[fs]
-"/app" = "site"
-"#,
-        wasm = fixture("hello").display()
-    );
-    let package = package_dir(&manifest);
+    let package = hello_package(r#""/assets" = "/app/public""#, true);
     let public = package.path().join("site/public");
     std::fs::create_dir_all(public.join("css")).unwrap();
     std::fs::write(public.join("css/site.css"), "packed { color: red }").unwrap();
