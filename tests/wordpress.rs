@@ -66,8 +66,8 @@ fn requests_stopped_by_the_timeout_leave_wordpress_working() {
 
     // Logins write (session tokens, user meta); stop them at different points of their run,
     // while the first server keeps serving the same database.
-    let mut stopped = 0;
-    for timeout in ["120ms", "300ms", "450ms"] {
+    let mut statuses = Vec::new();
+    for timeout in ["150ms", "500ms", "750ms", "850ms", "950ms"] {
         let impatient = wordpress::serve(data.path(), &["--timeout", timeout]);
         let attempts: Vec<_> = (0..4)
             .map(|_| {
@@ -79,13 +79,10 @@ fn requests_stopped_by_the_timeout_leave_wordpress_working() {
                 })
             })
             .collect();
-        stopped += attempts
-            .into_iter()
-            .map(|attempt| attempt.join().unwrap())
-            .filter(|status| *status == 504)
-            .count();
+        statuses.extend(attempts.into_iter().map(|attempt| attempt.join().unwrap()));
     }
-    eprintln!("{stopped} of 12 logins were stopped by the timeout");
+    let stopped = statuses.iter().filter(|status| **status == 504).count();
+    eprintln!("login statuses under short timeouts: {statuses:?}");
     assert!(
         stopped > 0,
         "no request was stopped; the test proves nothing"
