@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::wordpress::{self, SITE_TITLE};
-use common::{client, raw_get};
+use common::{Server, client, raw_get};
 
 #[test]
 fn wordpress_serves_its_assets_from_the_host_and_never_its_source() {
@@ -118,4 +118,14 @@ fn requests_stopped_by_the_timeout_leave_wordpress_working() {
         "PHP complained:\n{}",
         problems.join("\n")
     );
+}
+
+#[test]
+fn without_its_database_directory_the_site_says_what_to_map() {
+    let server = Server::start(&[wordpress::example_dir()]);
+    let (status, page) = server.get_text("/wp-admin/install.php");
+    assert_eq!(status, 503);
+    assert!(page.contains("--mapdir /data:"), "{page}");
+    let (status, _) = server.get_text("/");
+    assert_eq!(status, 503);
 }

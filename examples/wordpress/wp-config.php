@@ -46,6 +46,15 @@ define( 'WP_DEBUG', (bool) getenv( 'WP_DEBUG' ) );
 define( 'WP_DEBUG_DISPLAY', false );
 define( 'WP_DEBUG_LOG', false );
 
+// Without the database directory, WordPress would offer its installer and then fail; say
+// what is missing instead.
+if ( ! is_dir( DB_DIR ) ) {
+	header( 'Content-Type: text/plain; charset=utf-8', true, 503 );
+	echo 'The database directory ', DB_DIR, " is not there. Serve the site with it mapped:\n",
+		"  wcgi run examples/wordpress --mapdir /data:examples/wordpress/data\n";
+	exit( 0 );
+}
+
 if ( ! defined( 'ABSPATH' ) ) {
 	define( 'ABSPATH', __DIR__ . '/' );
 }
