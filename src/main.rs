@@ -10,6 +10,7 @@ mod package;
 mod run;
 mod runtime;
 mod server;
+mod static_dirs;
 mod templates;
 
 use std::io::IsTerminal;

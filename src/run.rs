@@ -1,17 +1,15 @@
 //! `wcgi run`: resolve the package, prepare its command once, then serve it.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{
-    GuestFiles, GuestProgram, HostLocation, Mount, MountSpec, ProgramSpec, guest_path,
-};
-use crate::server::{self, AppState, ConnectionLimits, Limits, StaticDir, StaticFiles};
+use crate::runtime::{GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::server::{self, AppState, ConnectionLimits, Limits};
+use crate::static_dirs;
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -64,7 +62,8 @@ fn prepare(
         .script_routing()
         .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
     let mounts = open_mounts(args, package)?;
-    let static_files = open_static_dirs(args, command, &GuestFiles::new(mounts.clone()))?;
+    let static_files =
+        static_dirs::open(&args.static_dirs, command, &GuestFiles::new(mounts.clone()))?;
     for dir in static_files.dirs() {
         tracing::info!(
             "static files under {}/ from {}",
@@ -147,110 +146,6 @@ fn open_mounts(args: &RunArgs, package: &Package) -> anyhow::Result<Vec<Mount>> 
         mounts.push(mount);
     }
     Ok(mounts)
-}
-
-/// The command's `static` annotation (guest directories, found on the host through the
-/// mounts), then `--static`; a later entry for a URL path replaces an earlier one. Directories
-/// inside a `.webc` container are unpacked once, into a temporary directory kept while serving.
-fn open_static_dirs(
-    args: &RunArgs,
-    command: &CommandSpec,
-    guest_files: &GuestFiles,
-) -> anyhow::Result<StaticFiles> {
-    let mut dirs: Vec<StaticDir> = Vec::new();
-    let mut add = |dir: StaticDir| {
-        dirs.retain(|existing| existing.url_prefix != dir.url_prefix);
-        dirs.push(dir);
-    };
-    let mut unpacked: Option<tempfile::TempDir> = None;
-    for (url_path, guest_dir) in &command.wcgi.static_dirs {
-        let origin = format!(
-            "command \"{}\": annotations.wcgi.static {url_path:?}",
-            command.name
-        );
-        let guest_dir = guest_path(guest_dir);
-        // A mount nested inside the directory (`--mapdir /app/uploads:…`) shows its own files
-        // there, in the guest and so here too.
-        let nested = guest_files
-            .nested_mounts(&guest_dir)
-            .into_iter()
-            .map(|(below, location)| {
-                (
-                    format!("{}{below}", url_path.trim_end_matches('/')),
-                    location,
-                )
-            });
-        let top = (url_path.clone(), guest_files.host_location(&guest_dir));
-        for (url_path, location) in std::iter::once(top).chain(nested) {
-            let dir = match location {
-                HostLocation::Host(dir) => dir,
-                HostLocation::InContainer { volume, path } => {
-                    let root = match &unpacked {
-                        Some(root) => root,
-                        None => unpacked.insert(unpack_root().with_context(|| {
-                            format!("{origin}: cannot make a directory to unpack the container's files into")
-                        })?),
-                    };
-                    let dir = root.path().join(unpacked_dir_name(&url_path));
-                    volume.unpack(path.as_str(), &dir).map_err(|error| {
-                        anyhow::anyhow!(
-                            "{origin}: cannot unpack {path} from the container: {error}"
-                        )
-                    })?;
-                    tracing::info!(
-                        "{origin}: unpacked {path} from the container into {}",
-                        dir.display()
-                    );
-                    dir
-                }
-                HostLocation::Unmounted => bail!(
-                    "{origin}: no volume holds {guest_dir}; mount it in [fs] or with --mapdir"
-                ),
-            };
-            add(StaticDir::open(&url_path, &dir, &origin)?);
-        }
-    }
-    for spec in &args.static_dirs {
-        let origin = format!("--static {}:{}", spec.url_path, spec.dir.display());
-        add(StaticDir::open(&spec.url_path, &spec.dir, &origin)?);
-    }
-    Ok(StaticFiles::new(dirs, &command.wcgi.script_extensions).keeping(unpacked))
-}
-
-/// A temporary directory named after this process, after removing those of processes that
-/// were killed before they could remove their own.
-fn unpack_root() -> std::io::Result<tempfile::TempDir> {
-    const PREFIX: &str = "wcgi-static-";
-    let temp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&temp) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let pid = name.to_str().and_then(|name| {
-                name.strip_prefix(PREFIX)?
-                    .split('-')
-                    .next()?
-                    .parse::<u32>()
-                    .ok()
-            });
-            let gone = pid.is_some_and(|pid| {
-                Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
-            });
-            if gone {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-    tempfile::Builder::new()
-        .prefix(&format!("{PREFIX}{}-", std::process::id()))
-        .tempdir()
-}
-
-/// A directory name for a URL path's unpacked files (`/` → `root`, `/a/b` → `a%2Fb`).
-fn unpacked_dir_name(url_path: &str) -> String {
-    match url_path.trim_matches('/') {
-        "" => "root".to_string(),
-        path => path.replace('%', "%25").replace('/', "%2F"),
-    }
 }
 
 /// Twice the CPU count: guests mostly compute, but some wait on I/O.
