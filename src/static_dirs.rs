@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use crate::cli::StaticSpec;
 use crate::package::CommandSpec;
 use crate::runtime::{GuestFiles, HostLocation, guest_path};
-use crate::server::{StaticDir, StaticFiles};
+use crate::server::{StaticDir, StaticFiles, normalise_prefix};
 
 /// The command's `static` annotation (guest directories, found on the host through the
 /// mounts), then `--static`; a later entry for a URL path replaces an earlier one. Directories
@@ -29,6 +29,7 @@ pub fn open(
             "command \"{}\": annotations.wcgi.static {url_path:?}",
             command.name
         );
+        normalise_prefix(url_path).map_err(|error| anyhow::anyhow!("{origin}: {error}"))?;
         let guest_dir = guest_path(guest_dir);
         // A mount nested inside the directory (`--mapdir /app/uploads:…`) shows its own files
         // there, in the guest and so here too.

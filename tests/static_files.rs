@@ -441,6 +441,18 @@ fn static_settings_that_cannot_work_stop_the_start() {
         "{stderr}"
     );
 
+    let package = hello_package(r#""assets" = "/app""#, true);
+    std::fs::create_dir(package.path().join("site")).unwrap();
+    let output = run_wcgi(&["run".as_ref(), package.path().as_os_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "annotations.wcgi.static \"assets\": the URL path \"assets\" must start with `/`"
+        ),
+        "{stderr}"
+    );
+
     let output = run_wcgi(&[
         "run".as_ref(),
         fixture("hello").as_os_str(),

@@ -136,8 +136,14 @@ pub fn from_annotation_map<T: for<'de> Deserialize<'de>>(
         Some(value) => value
             .deserialized()
             .map(Some)
-            .map_err(|error| format!("annotations.{key}: {error}")),
+            .map_err(|error| annotation_error(key, error)),
     }
+}
+
+/// serde's own message: ciborium's `Display` shows it wrapped as `Custom("…")`.
+fn annotation_error(key: &str, error: ciborium::value::Error) -> String {
+    let ciborium::value::Error::Custom(message) = error;
+    format!("annotations.{key}: {message}")
 }
 
 /// Reads one annotation out of a command's annotation map (CBOR, as both wasmer.toml and
@@ -155,7 +161,7 @@ pub fn from_annotations<T: for<'de> Deserialize<'de>>(
     value
         .deserialized()
         .map(Some)
-        .map_err(|error| format!("annotations.{key}: {error}"))
+        .map_err(|error| annotation_error(key, error))
 }
 
 #[cfg(test)]
@@ -196,5 +202,18 @@ mod tests {
         };
         let error = annotation.script_routing().unwrap_err();
         assert!(error.starts_with("annotations.wcgi.index: "), "{error}");
+    }
+
+    #[test]
+    fn type_errors_read_as_serde_wrote_them() {
+        let annotations = ciborium::Value::Map(vec![(
+            "wcgi".into(),
+            ciborium::Value::Map(vec![("static".into(), "/app".into())]),
+        )]);
+        let error = from_annotations::<WcgiAnnotation>(Some(&annotations), "wcgi").unwrap_err();
+        assert_eq!(
+            error,
+            "annotations.wcgi: invalid type: string \"/app\", expected map"
+        );
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgi::{ScriptRouting, StaticEnv};
 use crate::runtime::{GuestFiles, GuestProgram};
 pub use listener::ConnectionLimits;
-pub use static_files::{StaticDir, StaticFiles};
+pub use static_files::{StaticDir, StaticFiles, normalise_prefix};
 
 /// Per-request limits, from the command line.
 #[derive(Debug, Clone, Copy)]
