@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, fixture, package_dir, random_bytes, read_body};
+use common::{Server, client, fixture, fixture_package, random_bytes, read_body};
 
 /// Parses the env guest's output into (argv, environment, stdin length).
 fn parse_env_dump(text: &str) -> (Vec<String>, BTreeMap<String, String>, usize) {
@@ -130,29 +130,15 @@ fn five_megabytes_of_random_bytes_come_back_identical() {
 
 #[test]
 fn annotations_and_flags_reach_the_guest_in_order_of_precedence() {
-    let manifest = format!(
+    let package = fixture_package(
+        "env",
+        "server",
         r#"
-[package]
-name = "test/env"
-version = "0.1.0"
-
-[[module]]
-name = "env"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "server"
-module = "env"
-runner = "wcgi"
-
 [command.annotations.wasi]
 env = ["FROM_ANNOTATION=a", "OVERRIDDEN=annotation", "DOCUMENT_ROOT=/srv/", "REQUEST_METHOD=FAKE", "HTTP_X_ADMIN=1"]
 main-args = ["--flag", "value with spaces"]
 "#,
-        wasm = fixture("env").display()
     );
-    let package = package_dir(&manifest);
     let server = Server::start(&[
         package.path().as_os_str(),
         "--env".as_ref(),

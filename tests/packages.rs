@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, fixture, hello_example, package_dir};
+use common::{Server, fixture, fixture_package, hello_example, package_dir};
 
 #[test]
 fn the_hello_example_answers_with_the_guests_page() {
@@ -16,28 +16,7 @@ fn the_hello_example_answers_with_the_guests_page() {
 
 /// A package whose only command is the `files` fixture, with `[fs] "app" = "site"`.
 fn files_package() -> tempfile::TempDir {
-    let manifest = format!(
-        r#"
-[package]
-name = "test/files"
-version = "0.1.0"
-
-[[module]]
-name = "files"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "files"
-module = "files"
-runner = "wcgi"
-
-[fs]
-"app" = "site"
-"#,
-        wasm = fixture("files").display()
-    );
-    let package = package_dir(&manifest);
+    let package = fixture_package("files", "files", "[fs]\n\"app\" = \"site\"\n");
     std::fs::create_dir(package.path().join("site")).unwrap();
     std::fs::write(package.path().join("site/page.txt"), "from the package\n").unwrap();
     package

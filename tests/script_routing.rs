@@ -6,34 +6,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Server, client, fixture, package_dir, run_wcgi};
+use common::{Server, client, fixture_package, run_wcgi};
 
 fn routed_site(routing: &str) -> tempfile::TempDir {
-    let manifest = format!(
-        r#"
-[package]
-name = "test/routed"
-version = "0.1.0"
-
-[[module]]
-name = "env"
-source = "{wasm}"
-abi = "wasi"
-
-[[command]]
-name = "site"
-module = "env"
-runner = "wcgi"
-
-[command.annotations.wcgi]
-{routing}
-
-[fs]
-"/srv/www" = "www"
-"#,
-        wasm = fixture("env").display()
+    let package = fixture_package(
+        "env",
+        "site",
+        &format!("[command.annotations.wcgi]\n{routing}\n\n[fs]\n\"/srv/www\" = \"www\"\n"),
     );
-    let package = package_dir(&manifest);
     let www = package.path().join("www");
     std::fs::create_dir_all(www.join("blog")).unwrap();
     std::fs::create_dir_all(www.join("empty")).unwrap();

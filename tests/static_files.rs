@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Server, fixture, pack, package_dir, random_bytes, raw_get, run_wcgi};
+use common::{Server, fixture, fixture_package, pack, random_bytes, raw_get, run_wcgi};
 
 /// A client that sends only the Accept-Encoding a test sets, and never decompresses.
 fn plain_client() -> reqwest::blocking::Client {
@@ -344,13 +344,11 @@ fn hello_package(static_entry: &str, with_site: bool) -> tempfile::TempDir {
     } else {
         ""
     };
-    package_dir(&format!(
-        "[package]\nname = \"test/static\"\nversion = \"0.1.0\"\n\n\
-         [[module]]\nname = \"hello\"\nsource = \"{wasm}\"\nabi = \"wasi\"\n\n\
-         [[command]]\nname = \"hello\"\nmodule = \"hello\"\nrunner = \"wcgi\"\n\n\
-         [command.annotations.wcgi]\nstatic = {{ {static_entry} }}\n\n{fs}",
-        wasm = fixture("hello").display()
-    ))
+    fixture_package(
+        "hello",
+        "hello",
+        &format!("[command.annotations.wcgi]\nstatic = {{ {static_entry} }}\n\n{fs}"),
+    )
 }
 
 #[test]

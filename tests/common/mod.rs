@@ -152,6 +152,18 @@ pub fn package_dir(manifest: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A package directory whose one command `command` runs the fixture `fixture`; `rest` is
+/// appended to its wasmer.toml (annotations, `[fs]`).
+pub fn fixture_package(fixture_name: &str, command: &str, rest: &str) -> tempfile::TempDir {
+    package_dir(&format!(
+        "[package]\nname = \"test/{command}\"\nversion = \"0.1.0\"\n\n\
+         [[module]]\nname = \"{fixture_name}\"\nsource = \"{wasm}\"\nabi = \"wasi\"\n\n\
+         [[command]]\nname = \"{command}\"\nmodule = \"{fixture_name}\"\nrunner = \"wcgi\"\n\n\
+         {rest}",
+        wasm = fixture(fixture_name).display()
+    ))
+}
+
 /// A blocking HTTP client that does not follow redirects.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
