@@ -200,10 +200,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_queue: usize,
 
-    /// How long a client may take to send a request's head before its connection is closed
-    /// (stops slow-loris clients from holding connections).
+    /// How long a client may take to send a request's head, counted from the moment its
+    /// connection is accepted (and on keep-alive from the end of the previous response),
+    /// before its connection is closed. Stops silent and slow-loris clients.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub header_timeout: Duration,
+
+    /// Most connections open at once; past it the longest-idle connection is closed to make
+    /// room (a request in flight is never cut). Default: the open-file limit less room for
+    /// the instances' files (at least half of it, at most 16384).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 
     /// After SIGINT/SIGTERM, how long requests in flight may take to finish before the
     /// server exits anyway.

@@ -35,6 +35,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let command_name = command.name.clone();
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
+            max_connections: args.max_connections.map(|n| n as usize),
             shutdown_grace: args.shutdown_grace,
         };
         runtime.block_on(server::serve(
@@ -111,7 +112,7 @@ fn prepare(
         static_files,
         Limits {
             timeout: args.timeout,
-            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            max_body: args.max_body,
             max_guests: args
                 .max_concurrency
                 .map_or_else(default_concurrency, |n| n as usize),

@@ -1,25 +1,24 @@
 //! A command compiled once, and one fresh sandboxed instance of it per request.
 
 use std::fmt;
-use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmer::{Engine, ExternType, Module, Store};
 use wasmer_types::ModuleHash;
+use wasmer_wasix::WasiError;
 use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
 use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
-use wasmer_wasix::{Pipe, WasiError};
 
 use super::compiled_cache;
 use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
 use super::sqlite_locks::LockLedger;
-use super::stdio::{GuestLog, GuestStdout};
+use super::stdio::{GuestLog, GuestStdin, GuestStdout};
 use super::watchdog::{StopReason, Watchdog};
 
 /// Import namespaces the WASI runtime can satisfy.
@@ -64,7 +63,8 @@ pub struct GuestProgram {
 /// The per-request inputs and outputs of one instance.
 pub struct Invocation {
     pub env: Vec<(String, String)>,
-    pub stdin: Bytes,
+    /// The request body, fed while the guest runs.
+    pub stdin: GuestStdin,
     pub stdout: GuestStdout,
     pub stderr: GuestLog,
     /// When the instance is stopped if it is still running.
@@ -150,18 +150,12 @@ impl GuestProgram {
         if invocation.abandoned.is_cancelled() {
             return Ok(GuestExit::Abandoned);
         }
-        let (mut stdin_writer, stdin) = Pipe::channel();
-        stdin_writer
-            .write_all(&invocation.stdin)
-            .context("cannot fill the guest's stdin")?;
-        drop(stdin_writer); // the guest reads the body, then end-of-file
-
         let request_id = invocation.stderr.request_id().to_string();
         let mut runner = WasiRunner::new();
         runner
             .with_args(self.args.iter().cloned())
             .with_envs(invocation.env)
-            .with_stdin(Box::new(stdin))
+            .with_stdin(Box::new(invocation.stdin))
             .with_stdout(Box::new(invocation.stdout))
             .with_stderr(Box::new(invocation.stderr));
         let locks = Arc::new(LockLedger::default());

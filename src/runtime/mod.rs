@@ -14,4 +14,4 @@ mod watchdog;
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
-pub use stdio::{GuestLog, StdoutReceiver, stdout_channel};
+pub use stdio::{GuestLog, StdinSender, StdoutReceiver, stdin_channel, stdout_channel};

@@ -10,20 +10,22 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri, Version, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::AppState;
 use super::access_log::AccessRecord;
+use super::request_body::{BodyError, DeclaredBody, FeedProgress, PendingBody, SizedBody};
 use super::static_files::StaticFile;
 use super::static_response;
+use super::{AppState, Refusal};
 use crate::cgi::{
     CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
     parse_response_head, split_head,
 };
-use crate::runtime::{GuestExit, GuestLog, Invocation, StdoutReceiver, stdout_channel};
+use crate::runtime::{
+    GuestExit, GuestLog, Invocation, StdoutReceiver, stdin_channel, stdout_channel,
+};
 
 /// Most local redirects (`Location: /path` without `Status`) followed for one request.
 const MAX_LOCAL_REDIRECTS: usize = 10;
@@ -46,14 +48,48 @@ struct Target {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
-    body: Bytes,
-    has_body: bool,
+    /// Taken by the first instance; a local redirect has none.
+    body: Option<PendingBody>,
 }
 
 enum Outcome {
-    Respond(Response),
-    /// A local redirect to this path; the access record goes on to the next hop.
-    LocalRedirect(String, AccessRecord),
+    /// The guest's head is complete; its body follows.
+    Document(GuestResponse),
+    /// A local redirect to this path.
+    LocalRedirect(String),
+}
+
+/// A guest's response whose head has been read, its body still coming.
+struct GuestResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// Body bytes read along with the head.
+    already_read: Bytes,
+    output: StdoutReceiver,
+    guest: JoinHandle<GuestExit>,
+    stop_guest_on_drop: DropGuard,
+}
+
+impl GuestResponse {
+    /// The response, its body streamed as the guest writes it; `record` is logged when the
+    /// body is done.
+    fn into_response(self, mut record: AccessRecord, request_id: &str) -> Response {
+        record.set_status(self.status);
+        let body = stream_body(
+            self.already_read,
+            self.output,
+            self.guest,
+            BodyContext {
+                record,
+                request_id: request_id.to_string(),
+                _stop_guest_on_drop: self.stop_guest_on_drop,
+            },
+        );
+        let mut response = Response::new(Body::from_stream(body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
 }
 
 pub async fn serve_request(
@@ -73,73 +109,35 @@ pub async fn serve_request(
         return response;
     }
 
-    let declared_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > app.limits.max_body as u64) {
-        return plain(
-            record,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large\n",
-        );
+    // Refused from the head alone: the body is never read.
+    let declared = DeclaredBody::from_headers(&parts.headers);
+    if matches!(declared, DeclaredBody::Length(length) if length > app.limits.max_body) {
+        return Failure::Body(BodyError::TooLarge).respond(record, &request_id);
     }
-    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let collected = Limited::new(body, app.limits.max_body).collect();
-    let body = match tokio::time::timeout_at(deadline, collected).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return plain(
-                record,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large\n",
-            );
-        }
-        Ok(Err(_)) => {
-            return plain(
-                record,
-                StatusCode::BAD_REQUEST,
-                "could not read the request body\n",
-            );
-        }
-        Err(_) => {
-            return plain(
-                record,
-                StatusCode::REQUEST_TIMEOUT,
-                "request body too slow\n",
-            );
-        }
-    };
     let mut target = Target {
         method: parts.method,
         uri: parts.uri,
         version: parts.version,
         headers: parts.headers,
-        body,
-        has_body,
+        body: Some(PendingBody { declared, body }),
     };
 
     for _ in 0..=MAX_LOCAL_REDIRECTS {
-        match run_guest(&app, addrs, &target, &request_id, record, deadline).await {
-            Ok(Outcome::Respond(response)) => return response,
-            Ok(Outcome::LocalRedirect(location, next_record)) => {
-                record = next_record;
+        match run_guest(&app, addrs, &mut target, &request_id, deadline).await {
+            Ok(Outcome::Document(response)) => return response.into_response(record, &request_id),
+            Ok(Outcome::LocalRedirect(location)) => {
                 let Ok(uri) = location.parse::<Uri>() else {
-                    tracing::warn!(request = %request_id, "local redirect to an invalid path: {location:?}");
-                    return plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n");
+                    return Failure::BadGateway(format!(
+                        "local redirect to an invalid path: {location:?}"
+                    ))
+                    .respond(record, &request_id);
                 };
                 target = target.redirected(uri);
             }
-            Err(response) => return response,
+            Err(failure) => return failure.respond(record, &request_id),
         }
     }
-    tracing::warn!(request = %request_id, "more than {MAX_LOCAL_REDIRECTS} local redirects");
-    plain(
-        record,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "too many local redirects\n",
-    )
+    Failure::TooManyRedirects.respond(record, &request_id)
 }
 
 /// The file the host serves itself for a GET or HEAD, if any; everything else goes to the
@@ -177,32 +175,31 @@ impl Target {
         Target {
             method: Method::GET,
             uri,
-            body: Bytes::new(),
-            has_body: false,
+            body: None,
             ..self
         }
     }
 }
 
-/// Runs one instance for `target`. `Err` carries a finished error response.
+/// Runs one instance for `target`: routes it, waits for a slot, sizes its body, starts the
+/// guest and reads its head.
 async fn run_guest(
     app: &Arc<AppState>,
     addrs: ConnectionAddrs,
-    target: &Target,
+    target: &mut Target,
     request_id: &str,
-    mut record: AccessRecord,
     deadline: Instant,
-) -> Result<Outcome, Response> {
-    let path = match decoded_path(&target.uri) {
-        Ok(path) => path,
-        Err(error) => {
-            tracing::info!(request = %request_id, "bad request: {error}");
-            return Err(plain(record, StatusCode::BAD_REQUEST, "bad request\n"));
-        }
-    };
-    let route = match route_script(app, target, &path, request_id) {
-        Ok(route) => route,
-        Err(answer) => return Err(answer.respond(record)),
+) -> Result<Outcome, Failure> {
+    let path = decoded_path(&target.uri).map_err(|error| Failure::BadRequest(error.to_string()))?;
+    let route = route_script(app, target, &path, request_id).map_err(Failure::Host)?;
+    // Admission is decided from the head: a refused request's body is never read.
+    let slot = app.admit(deadline).await.map_err(Failure::Busy)?;
+    let body = match target.body.take() {
+        Some(pending) => pending
+            .size(app.limits.max_body, deadline)
+            .await
+            .map_err(Failure::Body)?,
+        None => SizedBody::empty(),
     };
     let request = CgiRequest {
         method: &target.method,
@@ -212,50 +209,34 @@ async fn run_guest(
         headers: &target.headers,
         remote: addrs.remote,
         local: addrs.local,
-        body_len: target.has_body.then_some(target.body.len() as u64),
+        body_len: body.length,
         route: route.as_ref(),
     };
-    let env = match request.env(&app.static_env) {
-        Ok(env) => env,
-        Err(error) => {
-            tracing::info!(request = %request_id, "bad request: {error}");
-            return Err(plain(record, StatusCode::BAD_REQUEST, "bad request\n"));
-        }
-    };
+    let env = request
+        .env(&app.static_env)
+        .map_err(|error| Failure::BadRequest(error.to_string()))?;
 
-    let slot = match app.admit(deadline).await {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            tracing::warn!(request = %request_id, "no instance available: {refusal:?}");
-            let mut response = plain(
-                record,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server busy, retry later\n",
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-            return Err(response);
-        }
-    };
     // Whoever drops this guard (an early return, or the response body when the client goes
     // away) stops the instance.
     let abandoned = CancellationToken::new();
     let stop_guest_on_drop = abandoned.clone().drop_guard();
     let (stdout, mut output) = stdout_channel(abandoned.clone());
+    let (stdin_sender, stdin) = stdin_channel(abandoned.clone());
     let invocation = Invocation {
         env,
-        stdin: target.body.clone(),
+        stdin,
         stdout,
         stderr: GuestLog::new(request_id),
         deadline,
         abandoned,
     };
     let guest_app = app.clone();
+    let instance_ended = CancellationToken::new();
+    let (upload, _feeding) = body.feed(stdin_sender, instance_ended.clone());
     let guest = tokio::task::spawn_blocking(move || {
         let exit = guest_app.program.run(invocation);
         drop(slot);
+        instance_ended.cancel();
         exit
     });
 
@@ -264,71 +245,142 @@ async fn run_guest(
         Ok(Ok(head)) => head,
         Ok(Err(HeadError::Unterminated)) => {
             drop(output);
-            let exit = wait(guest).await;
-            return Err(match exit {
-                GuestExit::TimedOut => {
-                    tracing::warn!(request = %request_id, "guest {exit}");
-                    plain(record, StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n")
-                }
-                _ if exit.is_success() => {
-                    tracing::warn!(request = %request_id, "bad gateway: {}", HeadError::Unterminated);
-                    plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n")
-                }
-                _ => {
-                    tracing::warn!(request = %request_id, "guest {exit}");
-                    plain(
-                        record,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal server error\n",
-                    )
-                }
-            });
-        }
-        Ok(Err(error)) => {
-            tracing::warn!(request = %request_id, "bad gateway: {error}");
-            return Err(plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n"));
-        }
-        Err(_elapsed) => {
-            tracing::warn!(request = %request_id, "guest did not stop at its deadline; abandoning it");
-            return Err(plain(
-                record,
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway timeout\n",
+            return Err(Failure::from_exit_before_head(
+                wait(guest).await,
+                &upload,
+                request_id,
             ));
         }
-    };
-    let parsed = match parse_response_head(&head[..bounds.head_len]) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            tracing::warn!(request = %request_id, "bad gateway: {error}");
-            return Err(plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n"));
+        Ok(Err(error)) => return Err(Failure::BadGateway(error.to_string())),
+        Err(_elapsed) => {
+            tracing::warn!(request = %request_id, "guest did not stop at its deadline; abandoning it");
+            return Err(Failure::timed_out(&upload, request_id));
         }
     };
+    let parsed = parse_response_head(&head[..bounds.head_len])
+        .map_err(|error| Failure::BadGateway(error.to_string()))?;
     let status = match parsed.kind {
         ResponseKind::LocalRedirect { location } => {
             // The rest of this guest's output is not wanted; closing the channel tells it so.
             drop(output);
-            return Ok(Outcome::LocalRedirect(location, record));
+            return Ok(Outcome::LocalRedirect(location));
         }
         ResponseKind::Document { status } => status,
     };
 
-    record.set_status(status);
-    let already_read = head.slice(bounds.body_start..);
-    let body = stream_body(
-        already_read,
+    Ok(Outcome::Document(GuestResponse {
+        status,
+        headers: parsed.headers,
+        already_read: head.slice(bounds.body_start..),
         output,
         guest,
-        BodyContext {
-            record,
-            request_id: request_id.to_string(),
-            _stop_guest_on_drop: stop_guest_on_drop,
-        },
-    );
-    let mut response = Response::new(Body::from_stream(body));
-    *response.status_mut() = status;
-    *response.headers_mut() = parsed.headers;
-    Ok(Outcome::Respond(response))
+        stop_guest_on_drop,
+    }))
+}
+
+/// Why a request gets an answer from the server instead of its guest. Every status the
+/// server chooses for a CGI request is chosen here, in [`Failure::respond`].
+enum Failure {
+    /// The request cannot be described to a guest (an undecodable path, bad header bytes).
+    BadRequest(String),
+    /// The body was over `--max-body`, too slow, or broken off.
+    Body(BodyError),
+    /// No instance slot: the queue is full or the deadline passed waiting.
+    Busy(Refusal),
+    /// Script routing answered by itself (a redirect or a 404).
+    Host(HostAnswer),
+    /// The guest was stopped at its deadline before its head was complete.
+    TimedOut,
+    /// The guest's output is not a CGI response.
+    BadGateway(String),
+    /// The guest trapped, exited non-zero or could not start before its head was complete.
+    GuestFailed(GuestExit),
+    TooManyRedirects,
+}
+
+impl Failure {
+    /// What a guest's end means when its head never completed.
+    fn from_exit_before_head(exit: GuestExit, upload: &FeedProgress, request_id: &str) -> Failure {
+        match exit {
+            GuestExit::TimedOut => Failure::timed_out(upload, request_id),
+            exit if exit.is_success() => Failure::BadGateway(HeadError::Unterminated.to_string()),
+            exit => Failure::GuestFailed(exit),
+        }
+    }
+
+    /// A deadline missed while the client was still sending its body is the client's
+    /// slowness (408), not the guest's (504).
+    fn timed_out(upload: &FeedProgress, request_id: &str) -> Failure {
+        if upload.is_complete() {
+            Failure::TimedOut
+        } else {
+            tracing::warn!(request = %request_id, "guest {} while its body was still arriving", GuestExit::TimedOut);
+            Failure::Body(BodyError::TooSlow)
+        }
+    }
+
+    /// The response, with the details logged and never sent.
+    fn respond(self, record: AccessRecord, request_id: &str) -> Response {
+        match self {
+            Failure::BadRequest(why) => {
+                tracing::info!(request = %request_id, "bad request: {why}");
+                plain(record, StatusCode::BAD_REQUEST, "bad request\n")
+            }
+            Failure::Body(BodyError::TooLarge) => plain(
+                record,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+            ),
+            Failure::Body(BodyError::TooSlow) => plain(
+                record,
+                StatusCode::REQUEST_TIMEOUT,
+                "request body too slow\n",
+            ),
+            Failure::Body(BodyError::Broken) => plain(
+                record,
+                StatusCode::BAD_REQUEST,
+                "could not read the request body\n",
+            ),
+            Failure::Busy(refusal) => {
+                tracing::warn!(request = %request_id, "no instance available: {refusal:?}");
+                let mut response = plain(
+                    record,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server busy, retry later\n",
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                response
+            }
+            Failure::Host(answer) => answer.respond(record),
+            Failure::TimedOut => {
+                tracing::warn!(request = %request_id, "guest {}", GuestExit::TimedOut);
+                plain(record, StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n")
+            }
+            Failure::BadGateway(why) => {
+                tracing::warn!(request = %request_id, "bad gateway: {why}");
+                plain(record, StatusCode::BAD_GATEWAY, "bad gateway\n")
+            }
+            Failure::GuestFailed(exit) => {
+                tracing::warn!(request = %request_id, "guest {exit}");
+                plain(
+                    record,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error\n",
+                )
+            }
+            Failure::TooManyRedirects => {
+                tracing::warn!(request = %request_id, "more than {MAX_LOCAL_REDIRECTS} local redirects");
+                plain(
+                    record,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "too many local redirects\n",
+                )
+            }
+        }
+    }
 }
 
 /// An answer the server gives itself, without starting an instance.

@@ -2,7 +2,10 @@
 
 mod access_log;
 mod cgi_handler;
+mod connections;
+mod fd_limit;
 mod listener;
+mod request_body;
 mod static_files;
 mod static_response;
 
@@ -29,7 +32,7 @@ pub struct Limits {
     /// Wall-clock limit per request, queueing included.
     pub timeout: Duration,
     /// Largest request body accepted, in bytes.
-    pub max_body: usize,
+    pub max_body: u64,
     /// Instances allowed to run at once.
     pub max_guests: usize,
     /// Requests allowed to wait for an instance.
@@ -136,6 +139,7 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let max_connections = fd_limit::connection_cap(limits.max_connections, app.limits.max_guests);
     // Printed on stdout, flushed: scripts and tests wait for this line.
     println!("{}", banner(local));
 
@@ -148,7 +152,7 @@ pub async fn serve(
         shutdown_signal().await;
         signalled.cancel();
     });
-    listener::accept_until(listener, router, limits, stopping).await;
+    listener::accept_until(listener, router, limits, max_connections, stopping).await;
     tracing::info!("stopped");
     Ok(())
 }

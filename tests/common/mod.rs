@@ -222,11 +222,41 @@ impl Server {
 
     /// Like `start`, with another `WCGI_LOG` filter.
     pub fn start_with_log_level<S: AsRef<std::ffi::OsStr>>(args: &[S], log_level: &str) -> Server {
+        Server::start_configured(args, log_level, |_| {})
+    }
+
+    /// Like `start`, with the server's open-file limit (soft and hard) set to `limit`, as
+    /// `ulimit -n` would for a service.
+    pub fn start_with_open_file_limit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: u64) -> Server {
+        Server::start_configured(args, "info", |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn start_configured<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        log_level: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut command = wcgi_command();
         command
             .args(["run", "--addr", "127.0.0.1:0"])
             .args(args)
             .env("WCGI_LOG", log_level);
+        configure(&mut command);
         let mut child = command.spawn().expect("cannot start wcgi");
 
         let logs = Arc::new(Mutex::new(String::new()));
@@ -331,12 +361,21 @@ impl Server {
 
     /// Resident memory of the server, in bytes.
     pub fn rss(&self) -> u64 {
+        self.memory_status("VmRSS:")
+    }
+
+    /// The most resident memory the server has had so far, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        self.memory_status("VmHWM:")
+    }
+
+    fn memory_status(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("VmRSS");
+            .find(|l| l.starts_with(field))
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
     }
