@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::runtime::{GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 use crate::static_dirs;
 
@@ -94,15 +94,21 @@ fn prepare(
         .chain(&args.args)
         .cloned()
         .collect();
-    let program = GuestProgram::compile(ProgramSpec {
-        name: command.name.clone(),
-        wasm,
-        args: guest_args,
-        mounts,
-        current_dir: command.wasi.cwd.clone(),
-        max_memory: args.max_memory,
-        compiled_cache: Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
-    })
+    // Once per process, whatever it serves: the engine, its memory cap, the runtime.
+    let engine = GuestEngine::new(
+        args.max_memory,
+        Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
+    );
+    let program = GuestProgram::compile(
+        &engine,
+        ProgramSpec {
+            name: command.name.clone(),
+            wasm,
+            args: guest_args,
+            mounts,
+            current_dir: command.wasi.cwd.clone(),
+        },
+    )
     .with_context(|| format!("command \"{}\"", command.name))?;
 
     Ok(AppState::new(

@@ -1,5 +1,6 @@
 //! The process-wide WebAssembly engine and WASI runtime, built once at start-up.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmer::Engine;
@@ -13,16 +14,41 @@ use super::memory_cap::MemoryCap;
 /// The shared WASI runtime handed to every instance.
 pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
 
+/// What every program of the process shares: the engine with its memory cap, the WASI
+/// runtime, and where compiled modules are cached. Built once, before any module compiles.
+#[derive(Clone)]
+pub struct GuestEngine {
+    pub(super) engine: Engine,
+    pub(super) runtime: SharedRuntime,
+    /// Linear memory each instance may use, in bytes.
+    pub(super) max_memory: u64,
+    /// Where compiled modules are cached across runs; `None` compiles every time.
+    pub(super) compiled_cache: Option<PathBuf>,
+}
+
+impl GuestEngine {
+    /// Builds the engine and the sandboxed runtime. Must be called inside a Tokio runtime.
+    pub fn new(max_memory: u64, compiled_cache: Option<PathBuf>) -> Self {
+        let engine = new_engine(max_memory);
+        GuestEngine {
+            runtime: sandboxed_runtime(&engine),
+            engine,
+            max_memory,
+            compiled_cache,
+        }
+    }
+}
+
 /// A Cranelift engine (fast enough to compile interpreters at start-up, good code) whose
 /// instances can use at most `max_memory` bytes of linear memory each.
-pub fn new_engine(max_memory: u64) -> Engine {
+fn new_engine(max_memory: u64) -> Engine {
     let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
     engine.set_tunables(MemoryCap::new(max_memory));
     engine
 }
 
 /// The WASI runtime every guest runs in. Must be called inside a Tokio runtime.
-pub fn sandboxed_runtime(engine: &Engine) -> SharedRuntime {
+fn sandboxed_runtime(engine: &Engine) -> SharedRuntime {
     let tasks = TokioTaskManager::new(tokio::runtime::Handle::current());
     let mut runtime = PluggableRuntime::new(Arc::new(tasks));
     runtime.set_engine(engine.clone());

@@ -14,7 +14,7 @@ use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
 use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
 
 use super::compiled_cache;
-use super::engine::{SharedRuntime, new_engine, sandboxed_runtime};
+use super::engine::{GuestEngine, SharedRuntime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
 use super::sqlite_locks::LockLedger;
@@ -39,10 +39,6 @@ pub struct ProgramSpec {
     pub mounts: Vec<Mount>,
     /// The guest's working directory (the `cwd` of the WASI annotation).
     pub current_dir: Option<String>,
-    /// Linear memory each instance may use, in bytes.
-    pub max_memory: u64,
-    /// Where compiled modules are cached across runs; `None` compiles every time.
-    pub compiled_cache: Option<std::path::PathBuf>,
 }
 
 /// A compiled command, ready to be instantiated for each request.
@@ -108,21 +104,21 @@ impl fmt::Display for GuestExit {
 }
 
 impl GuestProgram {
-    /// Compiles the module and checks it can run as a WASI command. Needs a Tokio runtime.
-    pub fn compile(spec: ProgramSpec) -> anyhow::Result<Self> {
-        let engine = new_engine(spec.max_memory);
+    /// Compiles the module with the process's engine (or loads it from the compiled cache)
+    /// and checks it can run as a WASI command.
+    pub fn compile(engine: &GuestEngine, spec: ProgramSpec) -> anyhow::Result<Self> {
         let module = compiled_cache::load_or_compile(
-            &engine,
+            &engine.engine,
             &spec.wasm,
-            spec.max_memory,
-            spec.compiled_cache.as_deref(),
+            engine.max_memory,
+            engine.compiled_cache.as_deref(),
         )?;
         check_is_wasi_command(&module)?;
-        check_fits_memory_cap(&module, spec.max_memory)?;
+        check_fits_memory_cap(&module, engine.max_memory)?;
         Ok(GuestProgram {
-            runtime: sandboxed_runtime(&engine),
+            runtime: engine.runtime.clone(),
             hash: ModuleHash::new(&spec.wasm),
-            engine,
+            engine: engine.engine.clone(),
             module,
             empty_annotation: webc::metadata::annotations::Wasi::new(&spec.name),
             name: spec.name,

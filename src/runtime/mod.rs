@@ -11,6 +11,7 @@ mod sqlite_locks;
 mod stdio;
 mod watchdog;
 
+pub use engine::GuestEngine;
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
