@@ -399,3 +399,39 @@ fn an_upload_slower_than_the_timeout_gets_408_and_the_guest_is_stopped() {
     );
     assert_eq!(server.get_text("/").0, 200);
 }
+
+#[test]
+fn bodies_over_max_body_get_413_without_starting_an_instance() {
+    let tally = tempfile::tempdir().unwrap();
+    let mapdir = format!("/tally:{}", tally.path().display());
+    let server = Server::start(&[
+        fixture("tally").as_os_str(),
+        "--mapdir".as_ref(),
+        mapdir.as_ref(),
+        "--max-body".as_ref(),
+        "64KiB".as_ref(),
+    ]);
+    let runs = || {
+        std::fs::read_to_string(tally.path().join("runs"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+    let declared = client()
+        .post(server.url("/"))
+        .body(vec![0u8; 65 * 1024 + 1])
+        .send()
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(vec![0u8; 300 * 1024]));
+    let chunked = client().post(server.url("/")).body(chunked).send().unwrap();
+    assert_eq!(chunked.status(), 413);
+    assert_eq!(runs(), 0, "an instance started for a refused body");
+    // A body within the limit does start one.
+    let within = client()
+        .post(server.url("/"))
+        .body(vec![0u8; 1024])
+        .send()
+        .unwrap();
+    assert_eq!(within.status(), 200);
+    assert_eq!(runs(), 1);
+}
