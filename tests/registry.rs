@@ -387,7 +387,7 @@ fn the_token_saved_by_wasmer_login_is_used_for_its_registry() {
     .unwrap();
     let output = common::run_wcgi_with_env(
         &setup.args("pull", "test/env", &[]),
-        &[("WASMER_DIR", wasmer_dir.path())],
+        &[("WASMER_DIR", wasmer_dir.path().as_os_str())],
     );
     assert!(
         output.status.success(),

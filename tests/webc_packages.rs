@@ -235,3 +235,25 @@ fn bad_containers_and_packs_fail_in_one_line() {
     assert!(stderr.contains("nothing.wasm does not exist"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn inspect_prints_a_description_larger_than_a_pipe_holds() {
+    // Over 100 KiB of output: whoever runs wcgi must read it while waiting (as the test
+    // harness does), and all of it arrives.
+    let entries: Vec<String> = (0..5000)
+        .map(|index| format!("\"VARIABLE_{index:05}=value\""))
+        .collect();
+    let package = common::fixture_package(
+        "env",
+        "big",
+        &format!("[command.annotations.wasi]\nenv = [{}]\n", entries.join(", ")),
+    );
+    let text = inspect(package.path());
+    assert!(text.len() > 100 * 1024, "{} bytes", text.len());
+    assert!(
+        text.contains("\"VARIABLE_00000=value\", \"VARIABLE_00001=value\"")
+            && text.contains("\"VARIABLE_04999=value\"]"),
+        "{}",
+        &text[..500]
+    );
+}

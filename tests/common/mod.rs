@@ -343,11 +343,16 @@ impl Server {
 
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit; returns its status.
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        self.stop_with(libc::SIGTERM, limit)
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits (at most `limit`) for the process to exit.
+    pub fn interrupt(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGINT, limit)
+    }
+
+    fn stop_with(&mut self, signal: libc::c_int, limit: Duration) -> std::process::ExitStatus {
+        send_signal(self.pid(), signal);
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -355,7 +360,7 @@ impl Server {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "wcgi did not exit after SIGTERM"
+                "wcgi did not exit within {limit:?} after signal {signal}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -397,30 +402,48 @@ pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 }
 
 /// Like `run_wcgi`, with extra environment variables.
-pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
+pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Output {
     let mut command = wcgi_command();
     command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("cannot start wcgi");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(_status) = child.try_wait().expect("try_wait") {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+    let child = command.spawn().expect("cannot start wcgi");
+    let pid = child.id();
+    // `wait_with_output` reads stdout and stderr together while waiting, so a child writing
+    // more than a pipe holds (64 KiB) never blocks; the deadline is kept from this thread.
+    let (output_tx, output_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = output_tx.send(child.wait_with_output());
+    });
+    match output_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("output"),
+        Err(_) => {
+            send_signal(pid, libc::SIGKILL);
             panic!(
-                "wcgi {:?} did not exit",
+                "wcgi {:?} did not exit within a minute",
                 args.iter()
                     .map(|a| a.as_ref().to_owned())
                     .collect::<Vec<_>>()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("output")
+}
+
+/// Sends `signal` to process `pid` directly (no `kill` binary needed).
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill(2) only reads its two integer arguments.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// `wcgi pack DIR -o OUTPUT --webc-version VERSION`, which must succeed; returns its stdout.
