@@ -243,19 +243,31 @@ fn shutdown_does_not_wait_past_its_grace() {
         "--shutdown-grace".as_ref(),
         "500ms".as_ref(),
     ]);
-    let url = server.url("/");
-    let request =
-        std::thread::spawn(move || client().get(&url).send().map(|r| r.status().as_u16()));
-    std::thread::sleep(Duration::from_millis(300));
+    // The guest sends a head and a line, then spins: the request is in flight at SIGTERM.
+    let mut response = server.get("/?head");
+    assert_eq!(response.status(), 200);
+    let mut first_line = [0u8; 9];
+    response.read_exact(&mut first_line).unwrap();
+    assert_eq!(&first_line, b"spinning\n");
+
     let started = Instant::now();
     let status = server.terminate(Duration::from_secs(5));
+    let took = started.elapsed();
     assert!(status.success(), "exit status {status:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
+        took >= Duration::from_millis(450),
+        "exited after {took:?}, before its grace was up"
     );
-    let _ = request.join().unwrap();
+    assert!(took < Duration::from_secs(2), "exited after {took:?}");
+    assert!(
+        server.log_contains("requests still running after the 500ms shutdown grace; exiting anyway"),
+        "{}",
+        server.logs()
+    );
+    // The spinning guest never finished its response: the client sees it cut, not complete.
+    let (rest, clean) = read_body(response);
+    assert!(!clean, "the cut response ended cleanly");
+    assert!(rest.is_empty(), "{rest:?}");
 }
 
 #[test]
