@@ -437,7 +437,10 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
 
     // Stopped at its deadline while holding the lock: the response is cut, the lock is not left.
     let response = server.get("/lock?/data/spin.sqlite.lock&spin");
-    let _ = read_body(response);
+    assert_eq!(response.status(), 200, "the guest did not take the lock");
+    let (body, clean) = read_body(response);
+    assert_eq!(String::from_utf8_lossy(&body), "locked\n");
+    assert!(!clean, "a guest stopped at its deadline cannot have finished its response");
     let deadline = Instant::now() + Duration::from_secs(5);
     while data.path().join("spin.sqlite.lock").exists() {
         assert!(
@@ -446,6 +449,11 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        server.log_contains("still holding SQLite locks; removed /data/spin.sqlite.lock"),
+        "{}",
+        server.logs()
+    );
 
     // A lock held by someone else (here: made on the host) is never touched, and directories
     // that are not locks stay.
