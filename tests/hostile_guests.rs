@@ -180,30 +180,34 @@ fn a_flood_beyond_the_queue_gets_503_with_retry_after() {
         "1".as_ref(),
     ]);
     let url = server.url("/?2000");
-    let handles: Vec<_> = (0..6)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let response = client().get(&url).send().unwrap();
-                let retry_after = response.headers().get("retry-after").cloned();
-                (response.status().as_u16(), retry_after)
-            })
+    let send = |url: String| {
+        std::thread::spawn(move || {
+            let response = client().get(&url).send().unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after)
         })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let served = results.iter().filter(|(status, _)| *status == 200).count();
-    let refused: Vec<_> = results
-        .iter()
-        .filter(|(status, _)| *status == 503)
-        .collect();
-    assert!((1..=2).contains(&served), "{results:?}");
-    assert_eq!(served + refused.len(), 6, "{results:?}");
+    };
+    // One request takes the only slot (its guest says so in the log), one takes the only
+    // place in the queue, and the four after them find both full.
+    let running = send(url.clone());
+    common::wait_for_log_count(&server, "sleepy: sleeping 2000ms", 1);
+    let queued = send(url.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let refused_at = Instant::now();
+    let flood: Vec<_> = (0..4).map(|_| send(url.clone())).collect();
+    let flood: Vec<_> = flood.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(
-        refused
-            .iter()
-            .all(|(_, retry)| retry.as_ref().is_some_and(|v| v == "1"))
+        refused_at.elapsed() < Duration::from_secs(1),
+        "refusals took {:?}: they must not wait",
+        refused_at.elapsed()
     );
-    assert_eq!(server.get_text("/?1").0, 200);
+    for (status, retry_after) in &flood {
+        assert_eq!(*status, 503, "{flood:?}");
+        assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+    assert_eq!(running.join().unwrap(), (200, None));
+    assert_eq!(queued.join().unwrap(), (200, None));
+    assert_eq!(server.get_text("/?1"), (200, "slept 1ms\n".to_string()));
 }
 
 #[test]

@@ -446,6 +446,20 @@ pub fn send_signal(pid: u32, signal: libc::c_int) {
     );
 }
 
+/// Waits (at most 10 s) until the server's log holds `needle` at least `count` times, e.g.
+/// until that many guests said they are running; fails with the log otherwise.
+pub fn wait_for_log_count(server: &Server, needle: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.logs().matches(needle).count() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never showed {needle:?} {count} times:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `wcgi pack DIR -o OUTPUT --webc-version VERSION`, which must succeed; returns its stdout.
 pub fn pack(dir: &Path, output: &Path, webc_version: &str) -> String {
     let result = run_wcgi(&[
