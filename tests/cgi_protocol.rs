@@ -224,10 +224,22 @@ fn a_post_that_redirects_locally_becomes_a_get() {
 }
 
 #[test]
-fn endless_local_redirects_stop() {
+fn local_redirects_stop_after_ten_hops() {
     let server = Server::start(&[fixture("responses")]);
-    let (status, _) = server.get_text("/loop");
-    assert_eq!(status, 500);
+    // Ten hops are allowed (README: "at most 10 hops"), the eleventh is refused.
+    assert_eq!(
+        server.get_text("/chain?10"),
+        (200, "end of the chain\n".to_string())
+    );
+    assert_eq!(
+        server.get_text("/chain?11"),
+        (500, "too many local redirects\n".to_string())
+    );
+    assert_eq!(
+        server.get_text("/loop"),
+        (500, "too many local redirects\n".to_string())
+    );
+    assert!(server.log_contains("more than 10 local redirects"));
     assert_eq!(server.get_text("/target").0, 200);
 }
 
