@@ -242,6 +242,14 @@ fn gzip_encoded_downloads_are_decoded_and_verified() {
     let cached = setup.cache.path().join(format!("packages/{hash}.webc"));
     assert!(stdout.contains(&cached.display().to_string()), "{stdout}");
     assert!(std::fs::read(&cached).unwrap().starts_with(b"\0webc003"));
+    // gzip was offered, and the one download really came compressed.
+    let asked = setup.registry.download_encodings();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].1.as_deref().is_some_and(|v| v.contains("gzip")),
+        "{asked:?}"
+    );
+    assert_eq!(setup.registry.gzipped(), 1);
 }
 
 #[test]
