@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Server, fixture};
+use std::time::{Duration, Instant};
+
+use common::{Server, client, fixture};
 
 #[test]
 fn guests_have_no_network() {
@@ -23,4 +25,91 @@ fn guests_have_no_network() {
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the guest reached the host's network: {other:?}"),
     }
+}
+
+/// The access-log lines in a server's log so far.
+fn access_lines(server: &Server) -> Vec<String> {
+    server
+        .logs()
+        .lines()
+        .filter(|line| line.contains("wcgi::access"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_request_gets_exactly_one_access_log_line() {
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::write(assets.path().join("a.txt"), "static\n").unwrap();
+    let static_dir = format!("/assets:{}", assets.path().display());
+    let server = Server::start(&[
+        fixture("responses").as_os_str(),
+        "--static".as_ref(),
+        static_dir.as_ref(),
+    ]);
+    let requests = [
+        "/one",
+        "/two",
+        "/local",        // served through a local redirect: two instances, one request
+        "/chain?3",      // three hops
+        "/not-found",    // a 404 from the guest
+        "/assets/a.txt", // a static file, no instance
+    ];
+    for path in requests {
+        let (status, _) = server.get_text(path);
+        assert!(status == 200 || status == 404, "{path}: {status}");
+    }
+    let response = client().post(server.url("/posted")).body("x").send().unwrap();
+    assert_eq!(response.status(), 200);
+    let expected = requests.len() + 1;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while access_lines(&server).len() < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give a duplicate line the time to show up.
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = access_lines(&server);
+    assert_eq!(lines.len(), expected, "{lines:#?}");
+    // The line names the path the client asked for (without the query) and the final status.
+    let logged = [
+        " GET /one 200 ",
+        " GET /two 200 ",
+        " GET /local 200 ",
+        " GET /chain 200 ",
+        " GET /not-found 404 ",
+        " GET /assets/a.txt 200 ",
+        " POST /posted 200 ",
+    ];
+    for needle in logged {
+        let matching = lines.iter().filter(|line| line.contains(needle)).count();
+        assert_eq!(matching, 1, "{needle}: {lines:#?}");
+    }
+}
+
+#[test]
+fn guest_stderr_is_logged_up_to_64_kib_per_request() {
+    let server = Server::start(&[fixture("noisy")]);
+    // 2000 lines of 100 bytes: 200 000 bytes, of which 65 536 are logged.
+    assert_eq!(
+        server.get_text("/?2000"),
+        (200, "wrote 200000 bytes to stderr\n".to_string())
+    );
+    assert!(
+        server.log_contains("stderr over 65536 bytes; 134464 more bytes not logged"),
+        "{}",
+        server.logs()
+    );
+    let logs = server.logs();
+    let noise: Vec<&str> = logs.lines().filter(|l| l.contains("noise 0")).collect();
+    // 655 whole lines (65 500 bytes), then the first 36 bytes of the next one.
+    assert_eq!(noise.len(), 656);
+    assert!(noise[654].contains(&"n".repeat(86)), "{}", noise[654]);
+    assert!(
+        noise[655].contains("noise 000655 ") && !noise[655].contains(&"n".repeat(30)),
+        "{}",
+        noise[655]
+    );
+    assert!(!logs.contains("noise 000656"));
+    assert!(logs.len() < 200_000, "the log took {} bytes", logs.len());
 }
