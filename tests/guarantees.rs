@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, client, fixture};
+use common::{Server, client, fixture, wait_for_log_count};
 
 #[test]
 fn guests_have_no_network() {
@@ -112,4 +112,46 @@ fn guest_stderr_is_logged_up_to_64_kib_per_request() {
     );
     assert!(!logs.contains("noise 000656"));
     assert!(logs.len() < 200_000, "the log took {} bytes", logs.len());
+}
+
+#[test]
+fn sigint_stops_gracefully_like_sigterm() {
+    let mut server = Server::start(&[fixture("sleepy")]);
+    let url = server.url("/?1500");
+    let request = std::thread::spawn(move || {
+        let response = client().get(&url).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
+    wait_for_log_count(&server, "sleepy: sleeping 1500ms", 1);
+    let status = server.interrupt(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(request.join().unwrap(), (200, "slept 1500ms\n".to_string()));
+    assert!(server.log_contains("shutting down: no new connections"));
+}
+
+#[test]
+fn the_timeout_counts_the_time_spent_in_the_queue() {
+    let server = Server::start(&[
+        fixture("sleepy").as_os_str(),
+        "--max-concurrency".as_ref(),
+        "1".as_ref(),
+        "--timeout".as_ref(),
+        "2s".as_ref(),
+    ]);
+    let first_url = server.url("/?1800");
+    let first = std::thread::spawn(move || {
+        let response = client().get(&first_url).send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
+    wait_for_log_count(&server, "sleepy: sleeping 1800ms", 1);
+    // Waits ~1.8 s for the slot, then needs 1.5 s: within 2 s only if the wait is not counted.
+    let started = Instant::now();
+    let (status, body) = server.get_text("/?1500");
+    let took = started.elapsed();
+    assert_eq!((status, body.as_str()), (504, "gateway timeout\n"));
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_millis(2800),
+        "answered after {took:?}, the timeout is 2s"
+    );
+    assert_eq!(first.join().unwrap(), (200, "slept 1800ms\n".to_string()));
 }
