@@ -155,3 +155,38 @@ fn the_timeout_counts_the_time_spent_in_the_queue() {
     );
     assert_eq!(first.join().unwrap(), (200, "slept 1800ms\n".to_string()));
 }
+
+#[test]
+fn static_files_answer_only_get_and_head() {
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::write(assets.path().join("form.txt"), "a static file\n").unwrap();
+    let static_dir = format!("/assets:{}", assets.path().display());
+    let server = Server::start(&[
+        fixture("env").as_os_str(),
+        "--static".as_ref(),
+        static_dir.as_ref(),
+    ]);
+    assert_eq!(
+        server.get_text("/assets/form.txt"),
+        (200, "a static file\n".to_string())
+    );
+    let head = client().head(server.url("/assets/form.txt")).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "14");
+    // Other methods reach the command, which sees the request as it was sent.
+    for method in ["POST", "PUT", "DELETE"] {
+        let response = client()
+            .request(method.parse().unwrap(), server.url("/assets/form.txt"))
+            .body("field=1")
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200, "{method}");
+        let text = response.text().unwrap();
+        assert!(
+            text.contains(&format!("\nREQUEST_METHOD={method}\n"))
+                && text.contains("\nPATH_INFO=/assets/form.txt\n")
+                && text.ends_with("STDIN_LENGTH 7\n"),
+            "{method}: {text}"
+        );
+    }
+}
