@@ -190,3 +190,41 @@ fn static_files_answer_only_get_and_head() {
         );
     }
 }
+
+#[test]
+fn max_concurrency_defaults_to_twice_the_cores() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let slots = 2 * cores;
+    let server = Server::start(&[fixture("sleepy")]);
+    let requests = common::spawn_gets(&server.url("/?3000"), slots + 1);
+    // `slots` guests start at once; the one more waits for a slot.
+    wait_for_log_count(&server, "sleepy: sleeping 3000ms", slots);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        server.logs().matches("sleepy: sleeping 3000ms").count(),
+        slots,
+        "more than 2 × {cores} guests ran at once"
+    );
+    for request in requests {
+        assert_eq!(request.join().unwrap(), (200, "slept 3000ms\n".to_string()));
+    }
+    assert_eq!(
+        server.logs().matches("sleepy: sleeping 3000ms").count(),
+        slots + 1
+    );
+}
+
+#[test]
+fn addr_defaults_to_port_8000_on_loopback() {
+    if let Err(error) = std::net::TcpListener::bind("127.0.0.1:8000") {
+        eprintln!(
+            "\n*** SKIPPED addr_defaults_to_port_8000_on_loopback: 127.0.0.1:8000 is taken \
+             ({error}); the default --addr was NOT checked ***\n"
+        );
+        return;
+    }
+    let server = Server::start_on_the_default_address(&[fixture("hello")]);
+    assert_eq!(server.base_url, "http://127.0.0.1:8000");
+    let (status, body) = server.get_text("/");
+    assert_eq!((status, body.as_str()), (200, "Hello from WebAssembly!\n"));
+}

@@ -215,16 +215,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `wcgi run ARGS... --addr 127.0.0.1:0` and waits for its banner.
+    /// Starts `wcgi run --addr 127.0.0.1:0 ARGS...` and waits for its banner.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
         Server::start_with_log_level(args, "info")
     }
 
     /// Like `start`, with another `WCGI_LOG` filter.
     pub fn start_with_log_level<S: AsRef<std::ffi::OsStr>>(args: &[S], log_level: &str) -> Server {
+        Server::spawn(&["--addr", "127.0.0.1:0"], args, log_level)
+    }
+
+    /// Starts `wcgi run ARGS...` without `--addr`: on the default address.
+    pub fn start_on_the_default_address<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
+        Server::spawn(&[], args, "info")
+    }
+
+    fn spawn<S: AsRef<std::ffi::OsStr>>(address: &[&str], args: &[S], log_level: &str) -> Server {
         let mut command = wcgi_command();
         command
-            .args(["run", "--addr", "127.0.0.1:0"])
+            .arg("run")
+            .args(address)
             .args(args)
             .env("WCGI_LOG", log_level);
         let mut child = command.spawn().expect("cannot start wcgi");
