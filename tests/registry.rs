@@ -444,3 +444,69 @@ fn an_unreachable_registry_and_an_archived_only_package_are_explained() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Every cached registry answer, made older than the cache's 10 minutes.
+fn age_cached_answers(cache: &Path) {
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let entries = std::fs::read_dir(cache.join("queries")).expect("cached answers");
+    let mut aged = 0;
+    for entry in entries {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+        aged += 1;
+    }
+    assert!(aged > 0, "no registry answer was cached");
+}
+
+#[test]
+fn registry_answers_are_cached_for_ten_minutes_then_asked_again() {
+    let setup = setup();
+    let (ok, _, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    let asked = setup.registry.queries();
+    assert_eq!(asked, 1);
+
+    // A fresh answer is used without asking again.
+    let (ok, stdout, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("test/env 1.1.0 "), "{stdout}");
+    assert_eq!(setup.registry.queries(), 1);
+
+    // A stale one is asked again, and the new answer counts.
+    age_cached_answers(setup.cache.path());
+    setup.registry.publish(
+        "test/env",
+        "1.3.0",
+        Some(env_containers(setup._work.path(), "1.3.0").0.as_path()),
+        None,
+        false,
+    );
+    let (ok, stdout, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(setup.registry.queries(), 2);
+    assert!(stdout.starts_with("test/env 1.3.0 "), "{stdout}");
+}
+
+#[test]
+fn a_stale_answer_is_used_when_the_registry_is_down() {
+    let setup = setup();
+    {
+        let server = setup.serve("test/env", &[]);
+        assert_eq!(served_version(&server), "1.1.0");
+    }
+    age_cached_answers(setup.cache.path());
+    let args = setup.args("", "test/env", &[]);
+    drop(setup.registry);
+
+    // Not --offline: the registry is asked, cannot be reached, and its last answer serves.
+    let server = Server::start(&args[1..]);
+    assert_eq!(served_version(&server), "1.1.0");
+    assert!(
+        server.log_contains("; using its last answer from the cache"),
+        "{}",
+        server.logs()
+    );
+}
