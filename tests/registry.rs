@@ -510,3 +510,78 @@ fn a_stale_answer_is_used_when_the_registry_is_down() {
         server.logs()
     );
 }
+
+#[test]
+fn the_registry_and_the_token_come_from_the_environment() {
+    let setup = setup();
+    setup.registry.require_token("from-env");
+    let cache = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable_url = format!("http://{closed}/graphql");
+    let unreachable: &str = &unreachable_url;
+    let endpoint: &str = &setup.registry.endpoint;
+    let pull_with = |flags: &[&str], env: &[(&str, &str)]| {
+        let env: Vec<(&str, &std::ffi::OsStr)> = env
+            .iter()
+            .map(|(key, value)| (*key, std::ffi::OsStr::new(value)))
+            .collect();
+        let mut args: Vec<OsString> = vec![
+            "pull".into(),
+            "test/env@=1.0.0".into(),
+            "--cache-dir".into(),
+            cache.path().into(),
+        ];
+        args.extend(flags.iter().map(OsString::from));
+        let output = common::run_wcgi_with_env(&args, &env);
+        let _ = std::fs::remove_dir_all(cache.path().join("queries"));
+        let _ = std::fs::remove_dir_all(cache.path().join("packages"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let pull = |env: &[(&str, &str)]| pull_with(&[], env);
+    let bearer = |token: &str| {
+        let wanted = format!("Bearer {token}");
+        setup
+            .registry
+            .seen()
+            .iter()
+            .any(|(_, auth)| auth.as_deref() == Some(wanted.as_str()))
+    };
+
+    for (registry_var, token_var) in [
+        ("WCGI_REGISTRY", "WCGI_TOKEN"),
+        ("WASMER_REGISTRY", "WASMER_TOKEN"),
+    ] {
+        let (ok, stderr) = pull(&[(registry_var, endpoint), (token_var, "from-env")]);
+        assert!(ok, "{registry_var} and {token_var}: {stderr}");
+    }
+    assert!(bearer("from-env"));
+
+    // Without the token the registry refuses, so the token really came from the variable.
+    let (ok, stderr) = pull(&[("WCGI_REGISTRY", endpoint)]);
+    assert!(!ok);
+    assert!(stderr.contains("refused the request (401 Unauthorized)"), "{stderr}");
+
+    // The WCGI_ names win over the WASMER_ ones.
+    let (ok, stderr) = pull(&[
+        ("WCGI_REGISTRY", endpoint),
+        ("WASMER_REGISTRY", unreachable),
+        ("WCGI_TOKEN", "from-env"),
+        ("WASMER_TOKEN", "wrong"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(!bearer("wrong"));
+    // And the flags win over both.
+    let (ok, stderr) = pull_with(
+        &["--registry", endpoint, "--token", "from-flag"],
+        &[("WCGI_REGISTRY", unreachable), ("WCGI_TOKEN", "from-env")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("refused the request (401 Unauthorized)"), "{stderr}");
+    assert!(bearer("from-flag"));
+}
