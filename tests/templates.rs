@@ -35,11 +35,21 @@ fn the_rust_template_builds_and_serves() {
     assert!(server.get_text("/?name=Bob").1.contains("Hello, Bob!"));
 }
 
+/// Debian's wasi-libc, where `scripts/test` also looks for it.
+const WASI_LIBC: &str = "/usr/lib/wasm32-wasi/libc.a";
+
 #[test]
 fn the_c_template_builds_and_serves() {
-    if Command::new("clang-14").arg("--version").output().is_err() {
-        // scripts/setup installs Debian's clang-14 and wasi-libc where it runs as root (CI).
-        eprintln!("skipped: clang-14 is not installed (scripts/setup installs it as root)");
+    // scripts/test installs Debian's clang-14 and wasi-libc where it runs as root (CI), and
+    // then requires this tier (WCGI_REQUIRE_TIERS=c).
+    if common::find_on_path("clang-14").is_none() || !Path::new(WASI_LIBC).is_file() {
+        common::skip_tier(
+            "c",
+            &format!(
+                "clang-14 or {WASI_LIBC} is missing (apt-get install clang-14 lld-14 wasi-libc \
+                 libclang-rt-dev-wasm32)"
+            ),
+        );
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -109,6 +109,29 @@ pub fn new_project(dir: &Path, template: &str, interpreter: Option<&Path>) {
     );
 }
 
+/// Skips a test tier whose tools are missing, loudly; fails instead when the tier is listed in
+/// `WCGI_REQUIRE_TIERS` (comma-separated: `scripts/test` and `.ci/run` list the tiers whose
+/// tools they installed), so a tier that should have run never passes by skipping.
+pub fn skip_tier(tier: &str, reason: &str) {
+    let required = std::env::var("WCGI_REQUIRE_TIERS").unwrap_or_default();
+    if required.split(',').any(|name| name.trim() == tier) {
+        panic!("the {tier} tier is required (WCGI_REQUIRE_TIERS={required}) but {reason}");
+    }
+    eprintln!("\n*** SKIPPED: the {tier} tier does not run: {reason} ***\n");
+}
+
+/// An executable called `name` in a directory of `$PATH`, as the shell's `command -v` finds it.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Runs a script that prints the directory of the interpreter package it made or reused.
 fn interpreter_package(script: &str) -> PathBuf {
     let output = Command::new(repo_root().join(script))
