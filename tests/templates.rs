@@ -65,6 +65,31 @@ fn the_c_template_builds_and_serves() {
 }
 
 #[test]
+fn the_c_build_script_names_the_packages_when_clang_is_missing() {
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("csite");
+    new_project(&project, "c", None);
+    // A PATH with the tools the script needs but no clang.
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dirname = common::find_on_path("dirname").expect("dirname");
+    std::os::unix::fs::symlink(dirname, bin.join("dirname")).unwrap();
+    let output = Command::new("/bin/sh")
+        .arg(project.join("build.sh"))
+        .env("PATH", &bin)
+        .env_remove("CLANG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install clang-14 lld-14 wasi-libc libclang-rt-dev-wasm32"),
+        "{stderr}"
+    );
+    assert!(!project.join("main.wasm").exists());
+}
+
+#[test]
 fn list_shows_every_template() {
     let output = run_wcgi(&["new", "--list"]);
     assert!(output.status.success());
