@@ -38,6 +38,20 @@ fn wordpress_serves_its_assets_from_the_host_and_never_its_source() {
         problems.join("\n")
     );
 
+    // A hidden file that exists is never served: its text must not show up.
+    let htaccess = wordpress::example_dir().join("site/.htaccess");
+    if !htaccess.exists() {
+        std::fs::write(&htaccess, "# wcgi test: this file must never be served\n").unwrap();
+    }
+    let hidden_text = std::fs::read_to_string(&htaccess).unwrap();
+    let hidden_line = hidden_text
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .expect("a non-empty .htaccess");
+    let (status, body) = raw_get(server.port, "/.htaccess");
+    assert!(!body.contains(hidden_line), "/.htaccess was served: {status}");
+    assert_ne!(status, 200, "/.htaccess answered 200:\n{body}");
+
     // Run as scripts, never shown. (Run directly, wp-content/db.php fails for want of
     // WordPress around it, as it does under Apache.)
     for probe in [
