@@ -270,9 +270,11 @@ mod tests {
     fn every_placeholder_is_filled() {
         let manifests = TEMPLATES.iter().flat_map(|template| {
             let local = template.local_interpreter.as_ref().map(|l| l.manifest);
-            template.files.iter().map(|(path, contents, _)| (*path, *contents)).chain(
-                local.map(|manifest| ("wasmer.toml (with --interpreter)", manifest)),
-            )
+            template
+                .files
+                .iter()
+                .map(|(path, contents, _)| (*path, *contents))
+                .chain(local.map(|manifest| ("wasmer.toml (with --interpreter)", manifest)))
         });
         for (path, contents) in manifests {
             let filled = fill_in(contents, "demo-site");

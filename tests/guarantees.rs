@@ -59,7 +59,11 @@ fn every_request_gets_exactly_one_access_log_line() {
         let (status, _) = server.get_text(path);
         assert!(status == 200 || status == 404, "{path}: {status}");
     }
-    let response = client().post(server.url("/posted")).body("x").send().unwrap();
+    let response = client()
+        .post(server.url("/posted"))
+        .body("x")
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let expected = requests.len() + 1;
 
@@ -170,7 +174,10 @@ fn static_files_answer_only_get_and_head() {
         server.get_text("/assets/form.txt"),
         (200, "a static file\n".to_string())
     );
-    let head = client().head(server.url("/assets/form.txt")).send().unwrap();
+    let head = client()
+        .head(server.url("/assets/form.txt"))
+        .send()
+        .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "14");
     // Other methods reach the command, which sees the request as it was sent.

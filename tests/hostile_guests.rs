@@ -264,7 +264,8 @@ fn shutdown_does_not_wait_past_its_grace() {
     );
     assert!(took < Duration::from_secs(2), "exited after {took:?}");
     assert!(
-        server.log_contains("requests still running after the 500ms shutdown grace; exiting anyway"),
+        server
+            .log_contains("requests still running after the 500ms shutdown grace; exiting anyway"),
         "{}",
         server.logs()
     );
@@ -444,7 +445,10 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
     assert_eq!(response.status(), 200, "the guest did not take the lock");
     let (body, clean) = read_body(response);
     assert_eq!(String::from_utf8_lossy(&body), "locked\n");
-    assert!(!clean, "a guest stopped at its deadline cannot have finished its response");
+    assert!(
+        !clean,
+        "a guest stopped at its deadline cannot have finished its response"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while data.path().join("spin.sqlite.lock").exists() {
         assert!(

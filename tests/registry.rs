@@ -565,7 +565,10 @@ fn the_registry_and_the_token_come_from_the_environment() {
     // Without the token the registry refuses, so the token really came from the variable.
     let (ok, stderr) = pull(&[("WCGI_REGISTRY", endpoint)]);
     assert!(!ok);
-    assert!(stderr.contains("refused the request (401 Unauthorized)"), "{stderr}");
+    assert!(
+        stderr.contains("refused the request (401 Unauthorized)"),
+        "{stderr}"
+    );
 
     // The WCGI_ names win over the WASMER_ ones.
     let (ok, stderr) = pull(&[
@@ -582,6 +585,9 @@ fn the_registry_and_the_token_come_from_the_environment() {
         &[("WCGI_REGISTRY", unreachable), ("WCGI_TOKEN", "from-env")],
     );
     assert!(!ok);
-    assert!(stderr.contains("refused the request (401 Unauthorized)"), "{stderr}");
+    assert!(
+        stderr.contains("refused the request (401 Unauthorized)"),
+        "{stderr}"
+    );
     assert!(bearer("from-flag"));
 }

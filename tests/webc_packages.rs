@@ -277,7 +277,10 @@ fn inspect_prints_a_description_larger_than_a_pipe_holds() {
     let package = common::fixture_package(
         "env",
         "big",
-        &format!("[command.annotations.wasi]\nenv = [{}]\n", entries.join(", ")),
+        &format!(
+            "[command.annotations.wasi]\nenv = [{}]\n",
+            entries.join(", ")
+        ),
     );
     let text = inspect(package.path());
     assert!(text.len() > 100 * 1024, "{} bytes", text.len());

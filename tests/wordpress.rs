@@ -49,7 +49,10 @@ fn wordpress_serves_its_assets_from_the_host_and_never_its_source() {
         .find(|line| !line.trim().is_empty())
         .expect("a non-empty .htaccess");
     let (status, body) = raw_get(server.port, "/.htaccess");
-    assert!(!body.contains(hidden_line), "/.htaccess was served: {status}");
+    assert!(
+        !body.contains(hidden_line),
+        "/.htaccess was served: {status}"
+    );
     assert_ne!(status, 200, "/.htaccess answered 200:\n{body}");
 
     // Run as scripts, never shown. (Run directly, wp-content/db.php fails for want of
@@ -111,7 +114,9 @@ fn requests_stopped_by_the_timeout_leave_wordpress_working() {
     }
     eprintln!("login statuses under short timeouts: {statuses:?}");
     assert!(
-        statuses.iter().all(|status| [200, 302, 504].contains(status)),
+        statuses
+            .iter()
+            .all(|status| [200, 302, 504].contains(status)),
         "{statuses:?}"
     );
     assert!(

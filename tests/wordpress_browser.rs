@@ -28,7 +28,9 @@ const POST_TEXT: &str = "Each request ran in a fresh WebAssembly instance.";
 fn chromium() -> Option<PathBuf> {
     match std::env::var_os("CHROMIUM").filter(|value| !value.is_empty()) {
         Some(path) => Some(PathBuf::from(path)),
-        None => common::find_on_path("chromium").or_else(|| common::find_on_path("chromium-browser")),
+        None => {
+            common::find_on_path("chromium").or_else(|| common::find_on_path("chromium-browser"))
+        }
     }
 }
 

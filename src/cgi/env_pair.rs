@@ -36,7 +36,9 @@ mod tests {
     fn nul_bytes_are_refused_on_either_side() {
         for raw in ["A=b\0c", "A\0=b"] {
             assert!(
-                parse_env_pair(raw).unwrap_err().contains("cannot contain NUL bytes"),
+                parse_env_pair(raw)
+                    .unwrap_err()
+                    .contains("cannot contain NUL bytes"),
                 "{raw:?}"
             );
         }

@@ -145,7 +145,11 @@ impl LocalRegistry {
     /// How many GraphQL queries were asked so far.
     pub fn queries(&self) -> usize {
         let state = self.state.lock().unwrap();
-        state.seen.iter().filter(|(path, _)| path == "/graphql").count()
+        state
+            .seen
+            .iter()
+            .filter(|(path, _)| path == "/graphql")
+            .count()
     }
 
     /// (file, Accept-Encoding) of every download asked for so far.
