@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cgi::parse_env_pair;
 use crate::runtime::MountSpec;
 
 /// Serve WebAssembly web apps with CGI: every HTTP request runs one fresh, sandboxed instance.
@@ -241,17 +242,6 @@ fn parse_static(raw: &str) -> Result<StaticSpec, String> {
     }
 }
 
-fn parse_env_pair(raw: &str) -> Result<(String, String), String> {
-    match raw.split_once('=') {
-        Some(("", _)) => Err("the variable name before `=` is empty".into()),
-        Some((key, value)) if key.contains('\0') || value.contains('\0') => {
-            Err("environment variables cannot contain NUL bytes".into())
-        }
-        Some((key, value)) => Ok((key.to_string(), value.to_string())),
-        None => Err(format!("expected KEY=VALUE, got `{raw}`")),
-    }
-}
-
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw)
         .map_err(|_| format!("`{raw}` is not a duration; write it like `500ms`, `30s` or `2m`"))
@@ -266,14 +256,6 @@ fn parse_size(raw: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_pairs_split_at_the_first_equals_sign() {
-        assert_eq!(parse_env_pair("A=b=c").unwrap(), ("A".into(), "b=c".into()));
-        assert_eq!(parse_env_pair("A=").unwrap(), ("A".into(), String::new()));
-        assert!(parse_env_pair("A").is_err());
-        assert!(parse_env_pair("=x").is_err());
-    }
 
     #[test]
     fn static_dirs_need_a_url_path_and_a_directory() {

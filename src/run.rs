@@ -80,7 +80,11 @@ fn prepare(
     } else {
         Vec::new()
     };
-    let static_env = StaticEnv::from_layers([host_env, command.wasi.env_pairs(), args.env.clone()]);
+    let annotation_env = command
+        .wasi
+        .env_pairs()
+        .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
+    let static_env = StaticEnv::from_layers([host_env, annotation_env, args.env.clone()]);
     for name in static_env.ignored() {
         tracing::warn!(
             "ignoring configured {name}: it describes the request and is set per request"

@@ -268,15 +268,41 @@ mod tests {
 
     #[test]
     fn every_placeholder_is_filled() {
+        let manifests = TEMPLATES.iter().flat_map(|template| {
+            let local = template.local_interpreter.as_ref().map(|l| l.manifest);
+            template
+                .files
+                .iter()
+                .map(|(path, contents, _)| (*path, *contents))
+                .chain(local.map(|manifest| ("wasmer.toml (with --interpreter)", manifest)))
+        });
+        for (path, contents) in manifests {
+            let filled = fill_in(contents, "demo-site");
+            assert!(!filled.contains("{{"), "{path}: {filled}");
+        }
         for template in TEMPLATES {
-            for (path, contents, _) in template.files {
-                let filled = fill_in(contents, "demo");
-                assert!(!filled.contains("{{"), "{path}");
-                assert!(
-                    !filled.contains("{{name}}") && !filled.contains("{{crate_name}}"),
-                    "{path}"
-                );
-            }
+            let manifest = template
+                .files
+                .iter()
+                .find(|(path, _, _)| *path == "wasmer.toml")
+                .map(|(_, contents, _)| fill_in(contents, "demo-site"))
+                .expect("every template has a wasmer.toml");
+            assert!(
+                manifest.contains("name = \"local/demo-site\""),
+                "{}: {manifest}",
+                template.name
+            );
+            let readme = template
+                .files
+                .iter()
+                .find(|(path, _, _)| *path == "README.md")
+                .map(|(_, contents, _)| fill_in(contents, "demo-site"))
+                .expect("every template has a README.md");
+            assert!(
+                readme.starts_with("# demo-site\n"),
+                "{}: {readme}",
+                template.name
+            );
         }
     }
 }

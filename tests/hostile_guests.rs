@@ -182,30 +182,34 @@ fn a_flood_beyond_the_queue_gets_503_with_retry_after() {
         "1".as_ref(),
     ]);
     let url = server.url("/?2000");
-    let handles: Vec<_> = (0..6)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let response = client().get(&url).send().unwrap();
-                let retry_after = response.headers().get("retry-after").cloned();
-                (response.status().as_u16(), retry_after)
-            })
+    let send = |url: String| {
+        std::thread::spawn(move || {
+            let response = client().get(&url).send().unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            (response.status().as_u16(), retry_after)
         })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let served = results.iter().filter(|(status, _)| *status == 200).count();
-    let refused: Vec<_> = results
-        .iter()
-        .filter(|(status, _)| *status == 503)
-        .collect();
-    assert!((1..=2).contains(&served), "{results:?}");
-    assert_eq!(served + refused.len(), 6, "{results:?}");
+    };
+    // One request takes the only slot (its guest says so in the log), one takes the only
+    // place in the queue, and the four after them find both full.
+    let running = send(url.clone());
+    common::wait_for_log_count(&server, "sleepy: sleeping 2000ms", 1);
+    let queued = send(url.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let refused_at = Instant::now();
+    let flood: Vec<_> = (0..4).map(|_| send(url.clone())).collect();
+    let flood: Vec<_> = flood.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(
-        refused
-            .iter()
-            .all(|(_, retry)| retry.as_ref().is_some_and(|v| v == "1"))
+        refused_at.elapsed() < Duration::from_secs(1),
+        "refusals took {:?}: they must not wait",
+        refused_at.elapsed()
     );
-    assert_eq!(server.get_text("/?1").0, 200);
+    for (status, retry_after) in &flood {
+        assert_eq!(*status, 503, "{flood:?}");
+        assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+    assert_eq!(running.join().unwrap(), (200, None));
+    assert_eq!(queued.join().unwrap(), (200, None));
+    assert_eq!(server.get_text("/?1"), (200, "slept 1ms\n".to_string()));
 }
 
 #[test]
@@ -245,19 +249,32 @@ fn shutdown_does_not_wait_past_its_grace() {
         "--shutdown-grace".as_ref(),
         "500ms".as_ref(),
     ]);
-    let url = server.url("/");
-    let request =
-        std::thread::spawn(move || client().get(&url).send().map(|r| r.status().as_u16()));
-    std::thread::sleep(Duration::from_millis(300));
+    // The guest sends a head and a line, then spins: the request is in flight at SIGTERM.
+    let mut response = server.get("/?head");
+    assert_eq!(response.status(), 200);
+    let mut first_line = [0u8; 9];
+    response.read_exact(&mut first_line).unwrap();
+    assert_eq!(&first_line, b"spinning\n");
+
     let started = Instant::now();
     let status = server.terminate(Duration::from_secs(5));
+    let took = started.elapsed();
     assert!(status.success(), "exit status {status:?}");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
+        took >= Duration::from_millis(450),
+        "exited after {took:?}, before its grace was up"
     );
-    let _ = request.join().unwrap();
+    assert!(took < Duration::from_secs(2), "exited after {took:?}");
+    assert!(
+        server
+            .log_contains("requests still running after the 500ms shutdown grace; exiting anyway"),
+        "{}",
+        server.logs()
+    );
+    // The spinning guest never finished its response: the client sees it cut, not complete.
+    let (rest, clean) = read_body(response);
+    assert!(!clean, "the cut response ended cleanly");
+    assert!(rest.is_empty(), "{rest:?}");
 }
 
 #[test]
@@ -427,7 +444,13 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
 
     // Stopped at its deadline while holding the lock: the response is cut, the lock is not left.
     let response = server.get("/lock?/data/spin.sqlite.lock&spin");
-    let _ = read_body(response);
+    assert_eq!(response.status(), 200, "the guest did not take the lock");
+    let (body, clean) = read_body(response);
+    assert_eq!(String::from_utf8_lossy(&body), "locked\n");
+    assert!(
+        !clean,
+        "a guest stopped at its deadline cannot have finished its response"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while data.path().join("spin.sqlite.lock").exists() {
         assert!(
@@ -436,6 +459,11 @@ fn lock_directories_an_ended_instance_still_holds_are_removed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        server.log_contains("still holding SQLite locks; removed /data/spin.sqlite.lock"),
+        "{}",
+        server.logs()
+    );
 
     // A lock held by someone else (here: made on the host) is never touched, and directories
     // that are not locks stay.

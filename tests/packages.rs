@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, fixture, fixture_package, hello_example, package_dir};
+use common::{Server, fixture, fixture_package, hello_example, package_dir, raw_get};
 
 #[test]
 fn the_hello_example_answers_with_the_guests_page() {
@@ -85,9 +85,38 @@ fn a_read_only_mapdir_refuses_writes() {
 #[test]
 fn the_guest_sees_only_what_was_mapped() {
     let server = Server::start(&[fixture("files")]);
-    // Nothing is mounted at /app, and the host's files are not visible.
+    // Nothing is mounted at /app, and the host's files are not visible. The probe goes out
+    // byte for byte: an HTTP client would resolve the `..` before sending.
     assert_eq!(server.get_text("/page.txt").0, 404);
-    assert_eq!(server.get_text("/../etc/passwd").0, 404);
+    let (status, body) = raw_get(server.port, "/../etc/passwd");
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("root:"), "{body}");
+
+    // With a directory mapped at /app, `..` does not lead out of it to its host neighbours.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("site")).unwrap();
+    std::fs::write(outside.path().join("site/page.txt"), "mapped\n").unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "host secret\n").unwrap();
+    let mapdir = format!("/app:{}", outside.path().join("site").display());
+    let server = Server::start(&[
+        fixture("files").as_os_str(),
+        "--mapdir".as_ref(),
+        mapdir.as_ref(),
+    ]);
+    assert_eq!(server.get_text("/page.txt"), (200, "mapped\n".to_string()));
+    for probe in [
+        "/../secret.txt",
+        "/sub/../../secret.txt",
+        "/./../secret.txt",
+        "/../etc/passwd",
+    ] {
+        let (status, body) = raw_get(server.port, probe);
+        assert_eq!(status, 404, "{probe}: {body}");
+        assert!(
+            !body.contains("host secret") && !body.contains("root:"),
+            "{probe}: {body}"
+        );
+    }
 }
 
 #[test]

@@ -242,6 +242,14 @@ fn gzip_encoded_downloads_are_decoded_and_verified() {
     let cached = setup.cache.path().join(format!("packages/{hash}.webc"));
     assert!(stdout.contains(&cached.display().to_string()), "{stdout}");
     assert!(std::fs::read(&cached).unwrap().starts_with(b"\0webc003"));
+    // gzip was offered, and the one download really came compressed.
+    let asked = setup.registry.download_encodings();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].1.as_deref().is_some_and(|v| v.contains("gzip")),
+        "{asked:?}"
+    );
+    assert_eq!(setup.registry.gzipped(), 1);
 }
 
 #[test]
@@ -387,7 +395,7 @@ fn the_token_saved_by_wasmer_login_is_used_for_its_registry() {
     .unwrap();
     let output = common::run_wcgi_with_env(
         &setup.args("pull", "test/env", &[]),
-        &[("WASMER_DIR", wasmer_dir.path())],
+        &[("WASMER_DIR", wasmer_dir.path().as_os_str())],
     );
     assert!(
         output.status.success(),
@@ -435,4 +443,151 @@ fn an_unreachable_registry_and_an_archived_only_package_are_explained() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Every cached registry answer, made older than the cache's 10 minutes.
+fn age_cached_answers(cache: &Path) {
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let entries = std::fs::read_dir(cache.join("queries")).expect("cached answers");
+    let mut aged = 0;
+    for entry in entries {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_modified(an_hour_ago).unwrap();
+        aged += 1;
+    }
+    assert!(aged > 0, "no registry answer was cached");
+}
+
+#[test]
+fn registry_answers_are_cached_for_ten_minutes_then_asked_again() {
+    let setup = setup();
+    let (ok, _, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    let asked = setup.registry.queries();
+    assert_eq!(asked, 1);
+
+    // A fresh answer is used without asking again.
+    let (ok, stdout, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("test/env 1.1.0 "), "{stdout}");
+    assert_eq!(setup.registry.queries(), 1);
+
+    // A stale one is asked again, and the new answer counts.
+    age_cached_answers(setup.cache.path());
+    setup.registry.publish(
+        "test/env",
+        "1.3.0",
+        Some(env_containers(setup._work.path(), "1.3.0").0.as_path()),
+        None,
+        false,
+    );
+    let (ok, stdout, stderr) = setup.wcgi("inspect", "test/env", &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(setup.registry.queries(), 2);
+    assert!(stdout.starts_with("test/env 1.3.0 "), "{stdout}");
+}
+
+#[test]
+fn a_stale_answer_is_used_when_the_registry_is_down() {
+    let setup = setup();
+    {
+        let server = setup.serve("test/env", &[]);
+        assert_eq!(served_version(&server), "1.1.0");
+    }
+    age_cached_answers(setup.cache.path());
+    let args = setup.args("", "test/env", &[]);
+    drop(setup.registry);
+
+    // Not --offline: the registry is asked, cannot be reached, and its last answer serves.
+    let server = Server::start(&args[1..]);
+    assert_eq!(served_version(&server), "1.1.0");
+    assert!(
+        server.log_contains("; using its last answer from the cache"),
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn the_registry_and_the_token_come_from_the_environment() {
+    let setup = setup();
+    setup.registry.require_token("from-env");
+    let cache = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable_url = format!("http://{closed}/graphql");
+    let unreachable: &str = &unreachable_url;
+    let endpoint: &str = &setup.registry.endpoint;
+    let pull_with = |flags: &[&str], env: &[(&str, &str)]| {
+        let env: Vec<(&str, &std::ffi::OsStr)> = env
+            .iter()
+            .map(|(key, value)| (*key, std::ffi::OsStr::new(value)))
+            .collect();
+        let mut args: Vec<OsString> = vec![
+            "pull".into(),
+            "test/env@=1.0.0".into(),
+            "--cache-dir".into(),
+            cache.path().into(),
+        ];
+        args.extend(flags.iter().map(OsString::from));
+        let output = common::run_wcgi_with_env(&args, &env);
+        let _ = std::fs::remove_dir_all(cache.path().join("queries"));
+        let _ = std::fs::remove_dir_all(cache.path().join("packages"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let pull = |env: &[(&str, &str)]| pull_with(&[], env);
+    let bearer = |token: &str| {
+        let wanted = format!("Bearer {token}");
+        setup
+            .registry
+            .seen()
+            .iter()
+            .any(|(_, auth)| auth.as_deref() == Some(wanted.as_str()))
+    };
+
+    for (registry_var, token_var) in [
+        ("WCGI_REGISTRY", "WCGI_TOKEN"),
+        ("WASMER_REGISTRY", "WASMER_TOKEN"),
+    ] {
+        let (ok, stderr) = pull(&[(registry_var, endpoint), (token_var, "from-env")]);
+        assert!(ok, "{registry_var} and {token_var}: {stderr}");
+    }
+    assert!(bearer("from-env"));
+
+    // Without the token the registry refuses, so the token really came from the variable.
+    let (ok, stderr) = pull(&[("WCGI_REGISTRY", endpoint)]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("refused the request (401 Unauthorized)"),
+        "{stderr}"
+    );
+
+    // The WCGI_ names win over the WASMER_ ones.
+    let (ok, stderr) = pull(&[
+        ("WCGI_REGISTRY", endpoint),
+        ("WASMER_REGISTRY", unreachable),
+        ("WCGI_TOKEN", "from-env"),
+        ("WASMER_TOKEN", "wrong"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(!bearer("wrong"));
+    // And the flags win over both.
+    let (ok, stderr) = pull_with(
+        &["--registry", endpoint, "--token", "from-flag"],
+        &[("WCGI_REGISTRY", unreachable), ("WCGI_TOKEN", "from-env")],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("refused the request (401 Unauthorized)"),
+        "{stderr}"
+    );
+    assert!(bearer("from-flag"));
 }

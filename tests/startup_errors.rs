@@ -4,7 +4,7 @@ mod common;
 
 use std::ffi::OsString;
 
-use common::{fixture, hello_example, package_dir, run_wcgi};
+use common::{fixture, fixture_package, hello_example, package_dir, run_wcgi};
 
 /// Runs `wcgi run ARGS...` and returns its single error line.
 fn startup_error(args: &[OsString]) -> String {
@@ -160,4 +160,29 @@ fn a_port_already_in_use() {
         "{error}"
     );
     assert!(error.contains("--addr"), "{error}");
+}
+
+#[test]
+fn a_bad_entry_in_the_annotation_env() {
+    // The same rules as --env: a NUL byte cannot be passed to a guest, so the start fails
+    // instead of every request.
+    for (entry, expected) in [
+        (
+            r#""BAD=a\u0000b""#,
+            r#"annotations.wasi.env: environment variables cannot contain NUL bytes: "BAD=a\0b""#,
+        ),
+        (
+            r#""LONELY""#,
+            "annotations.wasi.env: expected KEY=VALUE, got `LONELY`",
+        ),
+    ] {
+        let package = fixture_package(
+            "env",
+            "env",
+            &format!("[command.annotations.wasi]\nenv = [\"GOOD=1\", {entry}]\n"),
+        );
+        let error = startup_error(&[package.path().into()]);
+        assert!(error.contains("command \"env\": "), "{error}");
+        assert!(error.ends_with(expected), "{error}");
+    }
 }

@@ -35,11 +35,21 @@ fn the_rust_template_builds_and_serves() {
     assert!(server.get_text("/?name=Bob").1.contains("Hello, Bob!"));
 }
 
+/// Debian's wasi-libc, where `scripts/test` also looks for it.
+const WASI_LIBC: &str = "/usr/lib/wasm32-wasi/libc.a";
+
 #[test]
 fn the_c_template_builds_and_serves() {
-    if Command::new("clang-14").arg("--version").output().is_err() {
-        // scripts/setup installs Debian's clang-14 and wasi-libc where it runs as root (CI).
-        eprintln!("skipped: clang-14 is not installed (scripts/setup installs it as root)");
+    // scripts/test installs Debian's clang-14 and wasi-libc where it runs as root (CI), and
+    // then requires this tier (WCGI_REQUIRE_TIERS=c).
+    if common::find_on_path("clang-14").is_none() || !Path::new(WASI_LIBC).is_file() {
+        common::skip_tier(
+            "c",
+            &format!(
+                "clang-14 or {WASI_LIBC} is missing (apt-get install clang-14 lld-14 wasi-libc \
+                 libclang-rt-dev-wasm32)"
+            ),
+        );
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -52,6 +62,31 @@ fn the_c_template_builds_and_serves() {
     assert!(status.success());
     let server = Server::start(&[&project]);
     check_served(&server, "Hello from C!");
+}
+
+#[test]
+fn the_c_build_script_names_the_packages_when_clang_is_missing() {
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("csite");
+    new_project(&project, "c", None);
+    // A PATH with the tools the script needs but no clang.
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dirname = common::find_on_path("dirname").expect("dirname");
+    std::os::unix::fs::symlink(dirname, bin.join("dirname")).unwrap();
+    let output = Command::new("/bin/sh")
+        .arg(project.join("build.sh"))
+        .env("PATH", &bin)
+        .env_remove("CLANG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install clang-14 lld-14 wasi-libc libclang-rt-dev-wasm32"),
+        "{stderr}"
+    );
+    assert!(!project.join("main.wasm").exists());
 }
 
 #[test]

@@ -235,3 +235,59 @@ fn bad_containers_and_packs_fail_in_one_line() {
     assert!(stderr.contains("nothing.wasm does not exist"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn files_are_recognised_by_their_magic_bytes_not_their_names() {
+    let package = fixture_package();
+    let work = tempfile::tempdir().unwrap();
+    // A v3 and a v2 container without a .webc name, and a module named like a container.
+    let v3 = work.path().join("x.bin");
+    std::fs::copy(pack(package.path(), "3"), &v3).unwrap();
+    let v2 = work.path().join("suite");
+    std::fs::copy(pack(package.path(), "2"), &v2).unwrap();
+    let module = work.path().join("hello.webc");
+    std::fs::copy(fixture("hello"), &module).unwrap();
+
+    for container in [&v3, &v2] {
+        let server = Server::start(&[container.as_os_str(), "-e".as_ref(), "files".as_ref()]);
+        assert_eq!(
+            server.get_text("/page.txt"),
+            (200, "from the package\n".to_string()),
+            "{}",
+            container.display()
+        );
+    }
+    assert!(inspect(&v3).contains("(.webc v3 container)"));
+    assert!(inspect(&v2).contains("(.webc v2 container)"));
+    let server = Server::start(&[&module]);
+    assert_eq!(
+        server.get_text("/"),
+        (200, "Hello from WebAssembly!\n".to_string())
+    );
+    assert!(inspect(&module).contains("(.wasm file)"));
+}
+
+#[test]
+fn inspect_prints_a_description_larger_than_a_pipe_holds() {
+    // Over 100 KiB of output: whoever runs wcgi must read it while waiting (as the test
+    // harness does), and all of it arrives.
+    let entries: Vec<String> = (0..5000)
+        .map(|index| format!("\"VARIABLE_{index:05}=value\""))
+        .collect();
+    let package = common::fixture_package(
+        "env",
+        "big",
+        &format!(
+            "[command.annotations.wasi]\nenv = [{}]\n",
+            entries.join(", ")
+        ),
+    );
+    let text = inspect(package.path());
+    assert!(text.len() > 100 * 1024, "{} bytes", text.len());
+    assert!(
+        text.contains("\"VARIABLE_00000=value\", \"VARIABLE_00001=value\"")
+            && text.contains("\"VARIABLE_04999=value\"]"),
+        "{}",
+        &text[..500]
+    );
+}

@@ -114,13 +114,13 @@ impl WcgiAnnotation {
 }
 
 impl WasiAnnotation {
-    /// The annotation `env` as pairs; an entry without `=` sets an empty value.
-    pub fn env_pairs(&self) -> Vec<(String, String)> {
+    /// The annotation `env` as pairs, by the same rules as `--env`; errors name the field.
+    pub fn env_pairs(&self) -> Result<Vec<(String, String)>, String> {
         self.env
             .iter()
-            .map(|item| match item.split_once('=') {
-                Some((key, value)) => (key.to_string(), value.to_string()),
-                None => (item.clone(), String::new()),
+            .map(|item| {
+                crate::cgi::parse_env_pair(item)
+                    .map_err(|error| format!("annotations.wasi.env: {error}"))
             })
             .collect()
     }

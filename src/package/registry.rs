@@ -3,7 +3,7 @@
 //! and `--offline` (or a network failure) falls back to the cache.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -330,7 +330,7 @@ impl Registry {
         self.settings
             .token
             .clone()
-            .or_else(|| wasmer_login_token(endpoint))
+            .or_else(|| wasmer_login_token(&wasmer_dir()?, endpoint))
     }
 
     fn http(&self) -> anyhow::Result<&reqwest::blocking::Client> {
@@ -347,9 +347,16 @@ impl Registry {
     }
 }
 
-/// The token `wasmer login` saved for `endpoint` in `$WASMER_DIR/wasmer.toml` (default
-/// `~/.wasmer`): `[[registry.tokens]]` entries of `registry` URL and `token`.
-fn wasmer_login_token(endpoint: &Url) -> Option<String> {
+/// Wasmer's configuration directory: `$WASMER_DIR`, default `~/.wasmer`.
+fn wasmer_dir() -> Option<PathBuf> {
+    std::env::var_os("WASMER_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".wasmer")))
+}
+
+/// The token `wasmer login` saved for `endpoint` in `wasmer_dir/wasmer.toml`:
+/// `[[registry.tokens]]` entries of `registry` URL and `token`.
+fn wasmer_login_token(wasmer_dir: &Path, endpoint: &Url) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct WasmerConfig {
         registry: Logins,
@@ -364,10 +371,7 @@ fn wasmer_login_token(endpoint: &Url) -> Option<String> {
         registry: String,
         token: String,
     }
-    let dir = std::env::var_os("WASMER_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|home| home.join(".wasmer")))?;
-    let text = std::fs::read_to_string(dir.join("wasmer.toml")).ok()?;
+    let text = std::fs::read_to_string(wasmer_dir.join("wasmer.toml")).ok()?;
     let config: WasmerConfig = toml::from_str(&text).ok()?;
     config
         .registry
@@ -442,11 +446,14 @@ mod tests {
             "[registry]\nactive_registry = \"http://127.0.0.1:1/graphql\"\n\n[[registry.tokens]]\nregistry = \"http://127.0.0.1:1/graphql\"\ntoken = \"abc\"\n",
         )
         .unwrap();
-        // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("WASMER_DIR", dir.path()) };
         let endpoint = registry_endpoint(Some("http://127.0.0.1:1/graphql")).unwrap();
-        assert_eq!(wasmer_login_token(&endpoint).as_deref(), Some("abc"));
+        assert_eq!(
+            wasmer_login_token(dir.path(), &endpoint).as_deref(),
+            Some("abc")
+        );
         let other = registry_endpoint(Some("http://127.0.0.1:2/graphql")).unwrap();
-        assert_eq!(wasmer_login_token(&other), None);
+        assert_eq!(wasmer_login_token(dir.path(), &other), None);
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(wasmer_login_token(elsewhere.path(), &endpoint), None);
     }
 }

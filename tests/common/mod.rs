@@ -109,6 +109,29 @@ pub fn new_project(dir: &Path, template: &str, interpreter: Option<&Path>) {
     );
 }
 
+/// Skips a test tier whose tools are missing, loudly; fails instead when the tier is listed in
+/// `WCGI_REQUIRE_TIERS` (comma-separated: `scripts/test` and `.ci/run` list the tiers whose
+/// tools they installed), so a tier that should have run never passes by skipping.
+pub fn skip_tier(tier: &str, reason: &str) {
+    let required = std::env::var("WCGI_REQUIRE_TIERS").unwrap_or_default();
+    if required.split(',').any(|name| name.trim() == tier) {
+        panic!("the {tier} tier is required (WCGI_REQUIRE_TIERS={required}) but {reason}");
+    }
+    eprintln!("\n*** SKIPPED: the {tier} tier does not run: {reason} ***\n");
+}
+
+/// An executable called `name` in a directory of `$PATH`, as the shell's `command -v` finds it.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Runs a script that prints the directory of the interpreter package it made or reused.
 fn interpreter_package(script: &str) -> PathBuf {
     let output = Command::new(repo_root().join(script))
@@ -215,20 +238,25 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `wcgi run ARGS... --addr 127.0.0.1:0` and waits for its banner.
+    /// Starts `wcgi run --addr 127.0.0.1:0 ARGS...` and waits for its banner.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
         Server::start_with_log_level(args, "info")
     }
 
     /// Like `start`, with another `WCGI_LOG` filter.
     pub fn start_with_log_level<S: AsRef<std::ffi::OsStr>>(args: &[S], log_level: &str) -> Server {
-        Server::start_configured(args, log_level, |_| {})
+        Server::spawn(&["--addr", "127.0.0.1:0"], args, log_level, |_| {})
+    }
+
+    /// Starts `wcgi run ARGS...` without `--addr`: on the default address.
+    pub fn start_on_the_default_address<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
+        Server::spawn(&[], args, "info", |_| {})
     }
 
     /// Like `start`, with the server's open-file limit (soft and hard) set to `limit`, as
     /// `ulimit -n` would for a service.
     pub fn start_with_open_file_limit<S: AsRef<std::ffi::OsStr>>(args: &[S], limit: u64) -> Server {
-        Server::start_configured(args, "info", |command| {
+        Server::spawn(&["--addr", "127.0.0.1:0"], args, "info", |command| {
             use std::os::unix::process::CommandExt;
             // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
             unsafe {
@@ -246,14 +274,16 @@ impl Server {
         })
     }
 
-    fn start_configured<S: AsRef<std::ffi::OsStr>>(
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        address: &[&str],
         args: &[S],
         log_level: &str,
         configure: impl FnOnce(&mut Command),
     ) -> Server {
         let mut command = wcgi_command();
         command
-            .args(["run", "--addr", "127.0.0.1:0"])
+            .arg("run")
+            .args(address)
             .args(args)
             .env("WCGI_LOG", log_level);
         configure(&mut command);
@@ -382,11 +412,16 @@ impl Server {
 
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit; returns its status.
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        self.stop_with(libc::SIGTERM, limit)
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits (at most `limit`) for the process to exit.
+    pub fn interrupt(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.stop_with(libc::SIGINT, limit)
+    }
+
+    fn stop_with(&mut self, signal: libc::c_int, limit: Duration) -> std::process::ExitStatus {
+        send_signal(self.pid(), signal);
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -394,7 +429,7 @@ impl Server {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "wcgi did not exit after SIGTERM"
+                "wcgi did not exit within {limit:?} after signal {signal}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -436,30 +471,62 @@ pub fn run_wcgi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 }
 
 /// Like `run_wcgi`, with extra environment variables.
-pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
+pub fn run_wcgi_with_env<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Output {
     let mut command = wcgi_command();
     command.args(args);
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("cannot start wcgi");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(_status) = child.try_wait().expect("try_wait") {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+    let child = command.spawn().expect("cannot start wcgi");
+    let pid = child.id();
+    // `wait_with_output` reads stdout and stderr together while waiting, so a child writing
+    // more than a pipe holds (64 KiB) never blocks; the deadline is kept from this thread.
+    let (output_tx, output_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = output_tx.send(child.wait_with_output());
+    });
+    match output_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("output"),
+        Err(_) => {
+            send_signal(pid, libc::SIGKILL);
             panic!(
-                "wcgi {:?} did not exit",
+                "wcgi {:?} did not exit within a minute",
                 args.iter()
                     .map(|a| a.as_ref().to_owned())
                     .collect::<Vec<_>>()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("output")
+}
+
+/// Sends `signal` to process `pid` directly (no `kill` binary needed).
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill(2) only reads its two integer arguments.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Waits (at most 10 s) until the server's log holds `needle` at least `count` times, e.g.
+/// until that many guests said they are running; fails with the log otherwise.
+pub fn wait_for_log_count(server: &Server, needle: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.logs().matches(needle).count() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never showed {needle:?} {count} times:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// `wcgi pack DIR -o OUTPUT --webc-version VERSION`, which must succeed; returns its stdout.

@@ -33,6 +33,10 @@ struct RegistryState {
     files: HashMap<String, Vec<u8>>,
     /// (path, Authorization header) of every request.
     seen: Vec<(String, Option<String>)>,
+    /// (file, Accept-Encoding header) of every download asked for.
+    download_encodings: Vec<(String, Option<String>)>,
+    /// Downloads sent gzip-encoded.
+    gzipped: usize,
     gzip: bool,
     required_token: Option<String>,
     lie_about_hashes: bool,
@@ -136,6 +140,26 @@ impl LocalRegistry {
     /// (path, Authorization) of every request so far.
     pub fn seen(&self) -> Vec<(String, Option<String>)> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many GraphQL queries were asked so far.
+    pub fn queries(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        state
+            .seen
+            .iter()
+            .filter(|(path, _)| path == "/graphql")
+            .count()
+    }
+
+    /// (file, Accept-Encoding) of every download asked for so far.
+    pub fn download_encodings(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().unwrap().download_encodings.clone()
+    }
+
+    /// How many downloads were sent gzip-encoded so far.
+    pub fn gzipped(&self) -> usize {
+        self.state.lock().unwrap().gzipped
     }
 }
 
@@ -260,17 +284,22 @@ async fn file(
     if let Err(refused) = record(&state, &format!("/files/{name}"), &headers) {
         return *refused;
     }
-    let state = state.lock().unwrap();
-    let Some(bytes) = state.files.get(&name) else {
-        return (StatusCode::NOT_FOUND, "no such file").into_response();
-    };
-    let accepts_gzip = headers
+    let mut state = state.lock().unwrap();
+    let accept_encoding = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("gzip"));
+        .map(str::to_string);
+    state
+        .download_encodings
+        .push((name.clone(), accept_encoding.clone()));
+    let Some(bytes) = state.files.get(&name).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let accepts_gzip = accept_encoding.is_some_and(|v| v.contains("gzip"));
     if state.gzip && accepts_gzip {
+        state.gzipped += 1;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(bytes).unwrap();
+        encoder.write_all(&bytes).unwrap();
         let compressed = encoder.finish().unwrap();
         return (
             [
@@ -281,5 +310,5 @@ async fn file(
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, "application/webc")], bytes.clone()).into_response()
+    ([(header::CONTENT_TYPE, "application/webc")], bytes).into_response()
 }
