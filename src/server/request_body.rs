@@ -22,6 +22,9 @@ use crate::runtime::StdinSender;
 const SPOOL_IN_MEMORY: usize = 64 * 1024;
 /// Piece size when feeding a spooled body from its file.
 const SPOOL_READ: usize = 64 * 1024;
+/// How much of a refused body is read and dropped, at most, before answering 413.
+const DRAIN_AT_MOST: usize = 1024 * 1024;
+const DRAIN_FOR_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the head says of the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +184,23 @@ async fn feed_source(source: Source, stdin: &StdinSender) -> bool {
     }
 }
 
+/// After refusing a body, reads (and drops) a bounded amount more of it, so that a client
+/// still sending sees the 413 instead of a connection reset: closing a socket with unread
+/// data makes the kernel reset it, which can destroy the response in flight (nginx's
+/// lingering close does the same).
+async fn drain_a_little(body: &mut Body) {
+    let draining = async {
+        let mut drained = 0usize;
+        while drained < DRAIN_AT_MOST {
+            match body.frame().await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |data| data.len()),
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_FOR_AT_MOST, draining).await;
+}
+
 /// A chunked body read to its end: its first pieces in memory, the rest in an unlinked
 /// temporary file.
 struct Spool {
@@ -205,6 +225,7 @@ impl Spool {
             };
             spool.len += data.len() as u64;
             if spool.len > max_body {
+                drain_a_little(&mut body).await;
                 return Err(BodyError::TooLarge);
             }
             spool.push(data).await.map_err(|error| {
