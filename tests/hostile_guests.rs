@@ -427,6 +427,16 @@ fn a_client_stalling_its_body_gets_408() {
         closed_after < Duration::from_secs(3),
         "took {closed_after:?}"
     );
+    // The body streams into the running guest, which was blocked reading it: it was stopped
+    // at the deadline, and the server serves on.
+    assert!(
+        server.log_contains(
+            "was stopped at its deadline (--timeout) while its body was still arriving"
+        ),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(server.get_text("/").0, 200);
 }
 
 #[test]
