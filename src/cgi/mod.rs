@@ -5,6 +5,7 @@ mod env;
 mod env_pair;
 mod response;
 mod routing;
+pub mod url_path;
 
 pub use env::{CgiRequest, StaticEnv, decoded_path};
 pub use env_pair::parse_env_pair;

@@ -2,6 +2,8 @@
 //! root a request runs, and how its path splits into `SCRIPT_NAME` and `PATH_INFO` — the rules
 //! Apache's `AcceptPathInfo` and nginx's `try_files … /index.php` give PHP apps.
 
+use super::url_path;
+
 /// What a guest path names, as far as routing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -57,15 +59,10 @@ pub enum Routed {
 impl ScriptRouting {
     /// Routes a decoded request path (`/x.php/extra`).
     pub fn route(&self, decoded_path: &str, tree: &impl DocumentTree) -> Routed {
-        let segments: Vec<&str> = decoded_path.split('/').filter(|s| !s.is_empty()).collect();
-        if segments.iter().any(|s| *s == "." || *s == "..") {
+        let Some(segments) = url_path::segments(decoded_path) else {
             return Routed::NotFound;
-        }
-        let mut normalised = String::new();
-        for segment in &segments {
-            normalised.push('/');
-            normalised.push_str(segment);
-        }
+        };
+        let normalised = url_path::join(&segments);
         let trailing_slash = decoded_path.ends_with('/') && !segments.is_empty();
 
         // The first path prefix that ends in a script file runs; the rest is PATH_INFO.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cgi::url_path;
 use anyhow::{Context, bail};
 
 /// Extensions never served as files, whatever the command's configuration says: PHP source
@@ -47,11 +48,9 @@ pub fn normalise_prefix(raw: &str) -> Result<String, String> {
             "the URL path {raw:?} must start with `/`, e.g. `/assets`"
         ));
     }
-    let segments: Vec<&str> = raw.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.iter().any(|s| *s == "." || *s == "..") {
-        return Err(format!("the URL path {raw:?} may not contain `.` or `..`"));
-    }
-    Ok(segments.iter().map(|s| format!("/{s}")).collect())
+    let segments = url_path::segments(raw)
+        .ok_or_else(|| format!("the URL path {raw:?} may not contain `.` or `..`"))?;
+    Ok(url_path::join(&segments))
 }
 
 /// A file found for a request.
@@ -113,7 +112,8 @@ impl StaticFiles {
             let rest = decoded_path.strip_prefix(dir.url_prefix.as_str())?;
             (rest.starts_with('/')).then_some((dir, rest))
         })?;
-        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        // `.` and `..` are refused here; other hidden names by `may_serve_segment`.
+        let segments = url_path::segments(rest)?;
         let file_name = *segments.last()?;
         if !segments
             .iter()
