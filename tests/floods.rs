@@ -382,11 +382,7 @@ fn bodies_over_max_body_get_413_without_starting_an_instance() {
         "--max-body".as_ref(),
         "64KiB".as_ref(),
     ]);
-    let runs = || {
-        std::fs::read_to_string(tally.path().join("runs"))
-            .map(|text| text.lines().count())
-            .unwrap_or(0)
-    };
+    let runs = || common::tally_runs(tally.path());
     let declared = client()
         .post(server.url("/"))
         .body(vec![0u8; 65 * 1024 + 1])

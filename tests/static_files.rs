@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Server, fixture, fixture_package, pack, random_bytes, raw_get, run_wcgi};
@@ -16,12 +15,6 @@ fn plain_client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-fn runs_recorded(tally: &Path) -> usize {
-    std::fs::read_to_string(tally.join("runs"))
-        .map(|runs| runs.lines().count())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -65,7 +58,7 @@ fn a_thousand_requests_for_a_static_megabyte_start_no_instance() {
         started.elapsed()
     );
     assert_eq!(
-        runs_recorded(&tally),
+        common::tally_runs(&tally),
         0,
         "a static request started an instance"
     );
@@ -76,7 +69,7 @@ fn a_thousand_requests_for_a_static_megabyte_start_no_instance() {
         (200, "runs: 1\n".into())
     );
     assert_eq!(server.get_text("/page"), (200, "runs: 2\n".into()));
-    assert_eq!(runs_recorded(&tally), 2);
+    assert_eq!(common::tally_runs(&tally), 2);
 }
 
 struct Assets {

@@ -232,7 +232,7 @@ async fn run_guest(
     };
     let guest_app = app.clone();
     let instance_ended = CancellationToken::new();
-    let (upload, _feeding) = body.feed(stdin_sender, instance_ended.clone());
+    let upload = body.feed(stdin_sender, instance_ended.clone());
     let guest = tokio::task::spawn_blocking(move || {
         let exit = guest_app.program.run(invocation);
         drop(slot);

@@ -187,6 +187,13 @@ pub fn fixture_package(fixture_name: &str, command: &str, rest: &str) -> tempfil
     ))
 }
 
+/// How many instances of the `tally` fixture ran with `/tally` mapped to `tally`.
+pub fn tally_runs(tally: &Path) -> usize {
+    std::fs::read_to_string(tally.join("runs"))
+        .map(|runs| runs.lines().count())
+        .unwrap_or(0)
+}
+
 /// A blocking HTTP client that does not follow redirects.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
