@@ -140,6 +140,9 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the listening address")?;
     let max_connections = fd_limit::connection_cap(limits.max_connections, app.limits.max_guests);
+    // Registered before the banner: a signal sent as soon as it appears must stop the server
+    // gracefully, not kill it with the default action.
+    let signal = shutdown_signal().context("cannot listen for SIGINT and SIGTERM")?;
     // Printed on stdout, flushed: scripts and tests wait for this line.
     println!("{}", banner(local));
 
@@ -149,7 +152,8 @@ pub async fn serve(
     let stopping = CancellationToken::new();
     let signalled = stopping.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
         signalled.cancel();
     });
     listener::accept_until(listener, router, limits, max_connections, stopping).await;
@@ -157,25 +161,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from now on; the future resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    })
+}
+
+/// Listens for Ctrl-C; the future resolves on it.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
