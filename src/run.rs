@@ -98,9 +98,13 @@ fn prepare(
         .chain(&args.args)
         .cloned()
         .collect();
-    // Once per process, whatever it serves: the engine, its memory cap, the runtime.
+    let max_guests = args
+        .max_concurrency
+        .map_or_else(default_concurrency, |n| n as usize);
+    // Once per process, whatever it serves: the engine, its memory cap and pool, the runtime.
     let engine = GuestEngine::new(
         args.max_memory,
+        max_guests,
         Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
     );
     let program = GuestProgram::compile(
@@ -123,9 +127,7 @@ fn prepare(
         Limits {
             timeout: args.timeout,
             max_body: args.max_body,
-            max_guests: args
-                .max_concurrency
-                .map_or_else(default_concurrency, |n| n as usize),
+            max_guests,
             max_queue: args.max_queue,
         },
     ))

@@ -10,6 +10,7 @@ use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{Runtime, UnsupportedVirtualNetworking};
 
 use super::memory_cap::MemoryCap;
+use super::memory_pool::MemoryPool;
 
 /// The shared WASI runtime handed to every instance.
 pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
@@ -27,9 +28,10 @@ pub struct GuestEngine {
 }
 
 impl GuestEngine {
-    /// Builds the engine and the sandboxed runtime. Must be called inside a Tokio runtime.
-    pub fn new(max_memory: u64, compiled_cache: Option<PathBuf>) -> Self {
-        let engine = new_engine(max_memory);
+    /// Builds the engine and the sandboxed runtime. `max_guests` instances may run at once:
+    /// as many memories are kept for reuse. Must be called inside a Tokio runtime.
+    pub fn new(max_memory: u64, max_guests: usize, compiled_cache: Option<PathBuf>) -> Self {
+        let engine = new_engine(max_memory, max_guests);
         GuestEngine {
             runtime: sandboxed_runtime(&engine),
             engine,
@@ -40,10 +42,11 @@ impl GuestEngine {
 }
 
 /// A Cranelift engine (fast enough to compile interpreters at start-up, good code) whose
-/// instances can use at most `max_memory` bytes of linear memory each.
-fn new_engine(max_memory: u64) -> Engine {
+/// instances can use at most `max_memory` bytes of linear memory each, in memories reused
+/// from a pool of `max_guests`.
+fn new_engine(max_memory: u64, max_guests: usize) -> Engine {
     let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
-    engine.set_tunables(MemoryCap::new(max_memory));
+    engine.set_tunables(MemoryCap::new(max_memory, MemoryPool::new(max_guests)));
     engine
 }
 

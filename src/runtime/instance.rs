@@ -3,22 +3,25 @@
 use std::fmt;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wasmer::{Engine, ExternType, Module, Store};
+use wasmer::{Engine, Extern, ExternType, Instance, Module, Store};
 use wasmer_types::ModuleHash;
-use wasmer_wasix::WasiError;
-use wasmer_wasix::runners::wasi::{PackageOrHash, RuntimeOrEngine, WasiRunner};
-use wasmer_wasix::wasmer_wasix_types::wasi::Signal;
+use wasmer_wasix::wasmer_wasix_types::wasi::{Errno, Signal};
+use wasmer_wasix::{
+    WasiEnvBuilder, WasiError, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles,
+};
 
 use super::compiled_cache;
 use super::engine::{GuestEngine, SharedRuntime};
 use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
+use super::root_fs::RootLayout;
 use super::sqlite_locks::LockLedger;
 use super::stdio::{GuestLog, GuestStdin, GuestStdout};
+use super::wasi_imports::WasiImports;
 use super::watchdog::{StopReason, Watchdog};
 
 /// Import namespaces the WASI runtime can satisfy.
@@ -47,13 +50,10 @@ pub struct GuestProgram {
     runtime: SharedRuntime,
     module: Module,
     hash: ModuleHash,
+    imports: WasiImports,
     name: String,
     args: Vec<String>,
-    mounts: Vec<Mount>,
-    current_dir: Option<String>,
-    /// Env and args are complete per request already: the annotation given to the WASI
-    /// runner must add nothing.
-    empty_annotation: webc::metadata::annotations::Wasi,
+    root: RootLayout,
 }
 
 /// The per-request inputs and outputs of one instance.
@@ -119,18 +119,17 @@ impl GuestProgram {
             runtime: engine.runtime.clone(),
             hash: ModuleHash::new(&spec.wasm),
             engine: engine.engine.clone(),
+            imports: WasiImports::of(&module),
             module,
-            empty_annotation: webc::metadata::annotations::Wasi::new(&spec.name),
             name: spec.name,
             args: spec.args,
-            mounts: spec.mounts,
-            current_dir: spec.current_dir,
+            root: RootLayout::new(spec.mounts, spec.current_dir),
         })
     }
 
     /// The mounts every instance gets.
     pub fn mounts(&self) -> &[Mount] {
-        &self.mounts
+        self.root.mounts()
     }
 
     /// Runs one fresh instance to completion on the calling thread, which must be allowed to
@@ -147,32 +146,34 @@ impl GuestProgram {
             return Ok(GuestExit::Abandoned);
         }
         let request_id = invocation.stderr.request_id().to_string();
-        let mut runner = WasiRunner::new();
-        runner
-            .with_args(self.args.iter().cloned())
-            .with_envs(invocation.env)
-            .with_stdin(Box::new(invocation.stdin))
-            .with_stdout(Box::new(invocation.stdout))
-            .with_stderr(Box::new(invocation.stderr));
+        let mut builder = WasiEnvBuilder::new(&self.name);
+        builder.set_runtime(self.runtime.clone());
+        builder.set_module_hash(self.hash);
+        builder.add_args(&self.args);
+        builder.add_envs(invocation.env);
+        builder.set_stdin(Box::new(invocation.stdin));
+        builder.set_stdout(Box::new(invocation.stdout));
+        builder.set_stderr(Box::new(invocation.stderr));
         let locks = Arc::new(LockLedger::default());
-        for mount in &self.mounts {
-            runner.with_mount(mount.guest.clone(), locks.track(mount));
-        }
-        if let Some(dir) = &self.current_dir {
-            runner.with_current_dir(dir);
-        }
-        let builder = runner.prepare_webc_env(
-            &self.name,
-            &self.empty_annotation,
-            PackageOrHash::Hash(self.hash),
-            RuntimeOrEngine::Runtime(self.runtime.clone()),
-            None,
-        )?;
-        drop(runner);
+        self.root.install(&mut builder, &locks)?;
+        let env = builder.build()?;
 
         let mut store = Store::new(self.engine.clone());
-        let (instance, wasi_env) =
-            builder.instantiate_ext(self.module.clone(), self.hash, &mut store)?;
+        let mut wasi_env = WasiFunctionEnv::new(&mut store, env);
+        let imports = self.imports.for_instance(&mut store, &wasi_env.env);
+        let instance = match Instance::new(&mut store, &self.module, &imports)
+            .map_err(anyhow::Error::from)
+            .and_then(|instance| {
+                attach_instance(&mut wasi_env, &mut store, &instance)?;
+                Ok(instance)
+            }) {
+            Ok(instance) => instance,
+            Err(error) => {
+                // Closes the guest's files, so whoever waits on its stdout sees the end.
+                wasi_env.on_exit(&mut store, Some(Errno::Noexec.into()));
+                return Err(error);
+            }
+        };
         let start = instance.exports.get_function("_start")?.clone();
 
         let interrupter = store.interrupter();
@@ -218,6 +219,32 @@ impl GuestProgram {
         }
         Ok(exit)
     }
+}
+
+/// Lets the WASI functions reach the instance's memory and exports, as wasmer-wasix's own
+/// instantiation does.
+fn attach_instance(
+    wasi_env: &mut WasiFunctionEnv,
+    store: &mut Store,
+    instance: &Instance,
+) -> anyhow::Result<()> {
+    let memory = instance
+        .exports
+        .iter()
+        .find_map(|(_, export)| match export {
+            Extern::Memory(memory) => Some(memory.clone()),
+            _ => None,
+        })
+        .context("the module exports no memory")?;
+    let handles = WasiModuleInstanceHandles::new(memory, store, instance.clone(), None);
+    wasi_env.initialize_handles_and_layout(
+        store,
+        instance.clone(),
+        WasiModuleTreeHandles::Static(handles),
+        None,
+        true,
+    )?;
+    Ok(())
 }
 
 /// Refuses, before serving, a module whose initial memory is already over the cap.

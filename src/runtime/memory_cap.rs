@@ -1,12 +1,16 @@
 //! A linear-memory cap for every instance, enforced by the engine: a guest that grows its
-//! memory past the cap sees `memory.grow` fail (-1), as it would on a full machine.
+//! memory past the cap sees `memory.grow` fail (-1), as it would on a full machine. The
+//! instances' own memories come from a [`MemoryPool`].
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use wasmer::sys::vm::{VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
 use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryType, Pages, TableType};
 use wasmer_types::{MemoryStyle, TableStyle};
+
+use super::memory_pool::MemoryPool;
 
 /// Size of a WebAssembly page.
 pub const PAGE_SIZE: u64 = 64 * 1024;
@@ -15,16 +19,18 @@ pub const PAGE_SIZE: u64 = 64 * 1024;
 pub struct MemoryCap {
     base: BaseTunables,
     limit: Pages,
+    pool: Arc<MemoryPool>,
 }
 
 impl MemoryCap {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, pool: Arc<MemoryPool>) -> Self {
         let pages = u32::try_from(max_bytes / PAGE_SIZE)
             .unwrap_or(u32::MAX)
             .max(1);
         MemoryCap {
             base: BaseTunables::new(),
             limit: Pages(pages),
+            pool,
         }
     }
 
@@ -72,8 +78,15 @@ impl Tunables for MemoryCap {
         definition: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
         let capped = self.capped(ty)?;
-        // SAFETY: forwarded unchanged from the engine, which upholds the contract.
-        unsafe { self.base.create_vm_memory(&capped, style, definition) }
+        // Shared memories (WASIX threads) are imported, never created here; dynamic ones are
+        // not what this engine compiles for. Both keep wasmer's own.
+        if capped.shared || !matches!(style, MemoryStyle::Static) {
+            // SAFETY: forwarded unchanged from the engine, which upholds the contract.
+            return unsafe { self.base.create_vm_memory(&capped, style, definition) };
+        }
+        // SAFETY: the engine passes the instance's own definition, valid for its life.
+        let memory = unsafe { self.pool.memory(&capped, style, definition)? };
+        Ok(VMMemory(Box::new(memory)))
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {

@@ -6,9 +6,12 @@ mod engine;
 mod guest_files;
 mod instance;
 mod memory_cap;
+mod memory_pool;
 mod mounts;
+mod root_fs;
 mod sqlite_locks;
 mod stdio;
+mod wasi_imports;
 mod watchdog;
 
 pub use engine::GuestEngine;
