@@ -119,7 +119,7 @@ fn prepare(
     )
     .with_context(|| format!("command \"{}\"", command.name))?;
 
-    Ok(AppState::new(
+    AppState::new(
         program,
         static_env,
         routing,
@@ -130,7 +130,7 @@ fn prepare(
             max_guests,
             max_queue: args.max_queue,
         },
-    ))
+    )
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

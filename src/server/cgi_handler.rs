@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri, Version, header};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -66,7 +66,7 @@ struct GuestResponse {
     /// Body bytes read along with the head.
     already_read: Bytes,
     output: StdoutReceiver,
-    guest: JoinHandle<GuestExit>,
+    guest: oneshot::Receiver<GuestExit>,
     stop_guest_on_drop: DropGuard,
 }
 
@@ -233,7 +233,7 @@ async fn run_guest(
     let guest_app = app.clone();
     let instance_ended = CancellationToken::new();
     let upload = body.feed(stdin_sender, instance_ended.clone());
-    let guest = tokio::task::spawn_blocking(move || {
+    let guest = app.guest_threads.run(move || {
         let exit = guest_app.program.run(invocation);
         drop(slot);
         instance_ended.cancel();
@@ -486,13 +486,13 @@ struct BodyContext {
 fn stream_body(
     already_read: Bytes,
     output: StdoutReceiver,
-    guest: JoinHandle<GuestExit>,
+    guest: oneshot::Receiver<GuestExit>,
     context: BodyContext,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
     struct State {
         pending: Option<Bytes>,
         output: StdoutReceiver,
-        guest: Option<JoinHandle<GuestExit>>,
+        guest: Option<oneshot::Receiver<GuestExit>>,
         context: BodyContext,
     }
     let state = State {
@@ -526,13 +526,10 @@ fn stream_body(
     })
 }
 
-async fn wait(guest: JoinHandle<GuestExit>) -> GuestExit {
-    match guest.await {
-        Ok(exit) => exit,
-        Err(join_error) => {
-            GuestExit::Failed(anyhow::anyhow!("the guest's thread failed: {join_error}"))
-        }
-    }
+async fn wait(guest: oneshot::Receiver<GuestExit>) -> GuestExit {
+    guest
+        .await
+        .unwrap_or_else(|_| GuestExit::Failed(anyhow::anyhow!("the instance's thread panicked")))
 }
 
 /// A short plain-text response made by the server itself. Never contains details: those go

@@ -4,6 +4,7 @@ mod access_log;
 mod cgi_handler;
 mod connections;
 mod fd_limit;
+mod guest_threads;
 mod listener;
 mod request_body;
 mod static_files;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub static_files: Arc<StaticFiles>,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
+    /// Where the instances run: one thread per permit.
+    guest_threads: guest_threads::GuestThreads,
     waiting: AtomicUsize,
     next_request: AtomicU64,
 }
@@ -72,8 +75,8 @@ impl AppState {
         routing: Option<ScriptRouting>,
         static_files: StaticFiles,
         limits: Limits,
-    ) -> Self {
-        AppState {
+    ) -> anyhow::Result<Self> {
+        Ok(AppState {
             // Routing looks at the same mounts the instances get.
             guest_files: GuestFiles::new(program.mounts().to_vec()),
             program,
@@ -81,10 +84,11 @@ impl AppState {
             routing,
             static_files: Arc::new(static_files),
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
+            guest_threads: guest_threads::GuestThreads::start(limits.max_guests)?,
             limits,
             waiting: AtomicUsize::new(0),
             next_request: AtomicU64::new(1),
-        }
+        })
     }
 
     fn next_request_id(&self) -> String {
