@@ -34,9 +34,10 @@ impl Lighttpd {
             .iter()
             .map(|(extension, binary)| format!("\"{extension}\" => \"{}\"", binary.display()))
             .collect();
-        let modules: Vec<String> = ["mod_cgi"]
+        // Modules that map URLs (mod_indexfile, mod_fastcgi...) go before mod_cgi.
+        let modules: Vec<String> = extra_modules
             .iter()
-            .chain(extra_modules)
+            .chain(&["mod_cgi"])
             .map(|module| format!("\"{module}\""))
             .collect();
         let config_dir = tempfile::tempdir().unwrap().keep();
