@@ -140,6 +140,16 @@ fn a_module_that_does_not_compile() {
 }
 
 #[test]
+fn a_module_without_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-memory.wasm");
+    let module = wasmer::wat2wasm(br#"(module (func (export "_start")))"#).unwrap();
+    std::fs::write(&file, module).unwrap();
+    let error = startup_error(&[file.into()]);
+    assert!(error.contains("the module exports no memory"), "{error}");
+}
+
+#[test]
 fn a_malformed_manifest_names_its_line() {
     let package = package_dir("[package]\nname = \"x\"\nversion = 1.0.0\n");
     let error = startup_error(&[package.path().into()]);

@@ -291,5 +291,15 @@ fn check_is_wasi_command(module: &Module) -> anyhow::Result<()> {
              command; build it as a binary for wasm32-wasip1"
         );
     }
+    // WASI functions read and write the guest's memory: without one, every request would fail.
+    if !module
+        .exports()
+        .any(|export| matches!(export.ty(), ExternType::Memory(_)))
+    {
+        bail!(
+            "the module exports no memory, which WASI needs to pass it its arguments and \
+             data; build it for wasm32-wasip1"
+        );
+    }
     Ok(())
 }
