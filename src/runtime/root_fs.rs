@@ -19,15 +19,12 @@ type SharedFileSystem = Arc<dyn FileSystem + Send + Sync>;
 /// How every instance's root is assembled, worked out once per program.
 pub struct RootLayout {
     mounts: Vec<Mount>,
-    /// Guest paths of the mounts, which the virtual root must not create itself.
-    mapped_dirs: Vec<String>,
     current_dir: Option<String>,
 }
 
 impl RootLayout {
     pub fn new(mounts: Vec<Mount>, current_dir: Option<String>) -> Self {
         RootLayout {
-            mapped_dirs: mounts.iter().map(|mount| mount.guest.clone()).collect(),
             mounts,
             current_dir,
         }
@@ -45,7 +42,12 @@ impl RootLayout {
         builder: &mut WasiEnvBuilder,
         locks: &Arc<LockLedger>,
     ) -> anyhow::Result<()> {
-        let mapped: Vec<&str> = self.mapped_dirs.iter().map(String::as_str).collect();
+        // The virtual root must not create the directories the mounts provide.
+        let mapped: Vec<&str> = self
+            .mounts
+            .iter()
+            .map(|mount| mount.guest.as_str())
+            .collect();
         let scratch: SharedFileSystem =
             Arc::new(RootFileSystemBuilder::default().build_tmp_ext(&mapped));
         let root = MountFileSystem::new();
@@ -73,16 +75,15 @@ impl RootLayout {
         if let Some(dir) = &self.current_dir {
             builder.set_current_dir(dir);
         }
-        if self.mounts.iter().all(|mount| mount.guest != ".") {
-            let cwd = self.current_dir.as_deref().unwrap_or("/");
-            builder.add_preopen_build(|dir| {
-                dir.directory(cwd)
-                    .alias(".")
-                    .read(true)
-                    .write(true)
-                    .create(true)
-            })?;
-        }
+        // Mount paths are absolute (`mounts::guest_path`), so none of them is `.` itself.
+        let cwd = self.current_dir.as_deref().unwrap_or("/");
+        builder.add_preopen_build(|dir| {
+            dir.directory(cwd)
+                .alias(".")
+                .read(true)
+                .write(true)
+                .create(true)
+        })?;
         builder.add_preopen_dir("/")?;
         Ok(())
     }
