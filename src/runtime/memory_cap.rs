@@ -78,8 +78,8 @@ impl Tunables for MemoryCap {
         definition: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
         let capped = self.capped(ty)?;
-        // Shared memories (WASIX threads) are imported, never created here; dynamic ones are
-        // not what this engine compiles for. Both keep wasmer's own.
+        // Shared memories (WASIX threads) need wasmer's own locking, and dynamic ones are not
+        // what this engine compiles for: both keep wasmer's own allocation.
         if capped.shared || !matches!(style, MemoryStyle::Static) {
             // SAFETY: forwarded unchanged from the engine, which upholds the contract.
             return unsafe { self.base.create_vm_memory(&capped, style, definition) };
