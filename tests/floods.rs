@@ -155,7 +155,7 @@ fn running_out_of_descriptors_is_one_episode_and_requests_are_answered_again() {
         server.logs()
     );
     // Not one line per refused accept (20 here): one per stretch of trouble, and the
-    // trouble never stopped for the one second that ends a stretch.
+    // trouble never stopped for the three seconds that end a stretch.
     let episodes = server.logs().matches("cannot accept connections").count();
     assert!(
         episodes <= 2,

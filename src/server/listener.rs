@@ -211,8 +211,10 @@ struct AcceptEpisode {
     last_trouble: Option<Instant>,
 }
 
-/// How long accepting must go smoothly before an episode counts as over.
-const EPISODE_QUIET: Duration = Duration::from_secs(1);
+/// How long accepting must go smoothly before an episode counts as over. Longer than TCP's
+/// first two SYN retransmission gaps (1 s, then 2 s): a flood that overflows the accept
+/// backlog arrives in waves that far apart, and each wave is the same episode.
+const EPISODE_QUIET: Duration = Duration::from_secs(3);
 
 impl AcceptEpisode {
     fn begin(&mut self, trouble: Trouble) {
