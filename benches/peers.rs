@@ -4,7 +4,8 @@
 //! warm-up. Prints req/s, p50/p99, server CPU per request (from `/proc/PID/stat`, children
 //! included), peak RSS, threads under load and cold start, then the ratios.
 //!
-//! Run with `cargo bench --bench peers`. Needs `wrk` and `lighttpd` (`apt-get install wrk
+//! Run with `cargo bench --bench peers`; `WCGI_BENCH_BASELINE=/path/to/older/wcgi` adds a row
+//! for an earlier build, measured in the same run. Needs `wrk` and `lighttpd` (`apt-get install wrk
 //! lighttpd`). Wasmer 7.1 is looked for in `$WCGI_PEERS_DIR` (default `~/.cache/wcgi-peers`);
 //! with `WCGI_BENCH_BUILD_PEERS=1` it is built there first (`cargo install wasmer-cli
 //! --version =7.1.0`, 30-40 minutes on 2 cores), otherwise its rows are skipped with a message.
@@ -18,6 +19,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use lighttpd::free_port;
 
 const WARM_UP: &str = "2s";
 const MEASURE: &str = "5s";
@@ -68,16 +71,27 @@ fn main() {
     }
     let natives = build_native_guests();
     let wasmer = wasmer_cli();
+    // An earlier wcgi build, to compare before and after in the same run.
+    let baseline = std::env::var_os("WCGI_BENCH_BASELINE").map(PathBuf::from);
     let mut rows: Vec<Row> = Vec::new();
     for guest in ["hello", "work"] {
         let wasm = common::fixture(guest);
         let mut systems: Vec<(&str, Starter)> = vec![
-            ("wcgi", Box::new(|| start_wcgi(&wasm))),
+            (
+                "wcgi",
+                Box::new(|| start_wcgi(Path::new(env!("CARGO_BIN_EXE_wcgi")), &wasm)),
+            ),
             (
                 "lighttpd native CGI",
                 Box::new(|| start_lighttpd(&natives, guest)),
             ),
         ];
+        if let Some(baseline) = &baseline {
+            systems.insert(
+                1,
+                ("wcgi baseline", Box::new(|| start_wcgi(baseline, &wasm))),
+            );
+        }
         if let Some(wasmer) = &wasmer {
             systems.insert(
                 1,
@@ -146,7 +160,12 @@ fn main() {
             let Some(ours) = find("wcgi", guest, connections) else {
                 continue;
             };
-            for peer in ["Wasmer 7.1 WCGI", "lighttpd native CGI", "axum floor"] {
+            for peer in [
+                "wcgi baseline",
+                "Wasmer 7.1 WCGI",
+                "lighttpd native CGI",
+                "axum floor",
+            ] {
                 if let Some(theirs) = find(peer, guest, connections) {
                     println!(
                         "{guest} c={connections}: wcgi/{peer}: throughput {:.2}x, CPU per request {:.2}x",
@@ -232,14 +251,6 @@ fn build_native_guests() -> PathBuf {
     docroot
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `command` on `port` and times it to its first 200.
 fn spawn_and_wait(mut command: Command, port: u16, path: &str) -> (ChildGuard, Duration) {
     let started = Instant::now();
@@ -276,9 +287,9 @@ fn wait_for_200(port: u16, path: &str, started: Instant) -> Duration {
     }
 }
 
-fn start_wcgi(wasm: &Path) -> Running {
+fn start_wcgi(binary: &Path, wasm: &Path) -> Running {
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wcgi"));
+    let mut command = Command::new(binary);
     command
         .arg("run")
         .arg(wasm)

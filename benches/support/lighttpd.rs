@@ -85,7 +85,8 @@ pub fn installed(candidates: &[&str]) -> Option<PathBuf> {
         .find(|path| path.exists())
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
