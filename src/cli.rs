@@ -218,6 +218,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Do not pre-initialise the command even if its module exports an init function
+    /// (`wizer.initialize`, or the `preinit` annotation's): every request starts the module
+    /// from scratch.
+    #[arg(long)]
+    pub no_preinit: bool,
+
     /// Arguments appended to the guest's argv, after the command's `main-args`.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -6,8 +6,12 @@ use anyhow::Context;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
+use crate::package::PreinitAnnotation;
 use crate::package::{self, Cache, CommandSpec, Package};
-use crate::runtime::{GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec};
+use crate::runtime::{
+    GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, PreinitSetting, ProgramSpec,
+    Provenance, SnapshotSource,
+};
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 use crate::static_dirs;
 
@@ -107,17 +111,21 @@ fn prepare(
         max_guests,
         Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
     );
-    let program = GuestProgram::compile(
-        &engine,
-        ProgramSpec {
-            name: command.name.clone(),
-            wasm,
-            args: guest_args,
-            mounts,
-            current_dir: command.wasi.cwd.clone(),
-        },
-    )
-    .with_context(|| format!("command \"{}\"", command.name))?;
+    let spec = ProgramSpec {
+        name: command.name.clone(),
+        wasm,
+        args: guest_args,
+        mounts,
+        current_dir: command.wasi.cwd.clone(),
+    };
+    let spec = preinitialised(args, command, &engine, spec, &static_env).with_context(|| {
+        format!(
+            "command \"{}\": pre-initialisation failed (--no-preinit serves it without)",
+            command.name
+        )
+    })?;
+    let program = GuestProgram::compile(&engine, spec)
+        .with_context(|| format!("command \"{}\"", command.name))?;
 
     AppState::new(
         program,
@@ -131,6 +139,49 @@ fn prepare(
             max_queue: args.max_queue,
         },
     )
+}
+
+/// The command with its module replaced by its snapshot, when it is pre-initialised.
+fn preinitialised(
+    args: &RunArgs,
+    command: &CommandSpec,
+    engine: &GuestEngine,
+    spec: ProgramSpec,
+    static_env: &StaticEnv,
+) -> anyhow::Result<ProgramSpec> {
+    let setting = match (&command.wcgi.preinit, args.no_preinit) {
+        (_, true) | (Some(PreinitAnnotation::Enabled(false)), _) => PreinitSetting::Off,
+        (None | Some(PreinitAnnotation::Enabled(true)), _) => PreinitSetting::Auto,
+        (Some(PreinitAnnotation::Function(name)), _) => PreinitSetting::Function(name.clone()),
+    };
+    let Some(init_function) = setting.init_function(&spec.wasm)? else {
+        return Ok(spec);
+    };
+    let env: Vec<(String, String)> = static_env
+        .vars()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let cache_dir = Cache::new(args.source.cache_dir.clone()).snapshot_dir();
+    let started = std::time::Instant::now();
+    let (wasm, provenance) = SnapshotSource {
+        engine,
+        spec: &spec,
+        env: &env,
+        init_function: &init_function,
+        cache_dir: Some(&cache_dir),
+    }
+    .load_or_build()?;
+    match provenance {
+        Provenance::Cached => tracing::info!(
+            "pre-initialised with `{init_function}`: snapshot from the cache ({:.1?})",
+            started.elapsed()
+        ),
+        Provenance::Built => tracing::info!(
+            "pre-initialised with `{init_function}` in {:.1?}; snapshot cached for the next start",
+            started.elapsed()
+        ),
+    }
+    Ok(ProgramSpec { wasm, ..spec })
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

@@ -63,6 +63,11 @@ impl StaticEnv {
         env
     }
 
+    /// The variables, by name.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Names that were configured but are request-derived, so they are ignored.
     pub fn ignored(&self) -> &[String] {
         &self.ignored

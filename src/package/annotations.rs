@@ -42,6 +42,17 @@ pub struct WcgiAnnotation {
     /// instance, e.g. `{ "/" = "/app" }`; scripts and misses still go to the command.
     #[serde(default, rename = "static")]
     pub static_dirs: BTreeMap<String, String>,
+    /// Pre-initialisation: `false` turns it off, a string names the init function (default:
+    /// `wizer.initialize`, when the module exports it).
+    pub preinit: Option<PreinitAnnotation>,
+}
+
+/// `preinit = true | false | "function"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PreinitAnnotation {
+    Enabled(bool),
+    Function(String),
 }
 
 /// The only CGI dialect wcgi speaks.

@@ -33,6 +33,11 @@ impl Cache {
         self.root.join("compiled")
     }
 
+    /// Where pre-initialised snapshots of modules are kept.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
     pub fn package_path(&self, sha256: &str) -> PathBuf {
         self.root.join("packages").join(format!("{sha256}.webc"))
     }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use bytes::Bytes;
 
+pub use annotations::PreinitAnnotation;
 pub use cache::Cache;
 pub use command::{CommandSpec, ModuleSource};
 pub use reference::Reference;

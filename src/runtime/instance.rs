@@ -7,11 +7,13 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wasmer::{Engine, Extern, ExternType, Instance, Module, Store};
+use wasmer::{Engine, Extern, ExternType, FunctionEnv, Instance, Module, RuntimeError, Store};
 use wasmer_types::ModuleHash;
+use wasmer_wasix::VirtualFile;
 use wasmer_wasix::wasmer_wasix_types::wasi::{Errno, Signal};
 use wasmer_wasix::{
-    WasiEnvBuilder, WasiError, WasiFunctionEnv, WasiModuleInstanceHandles, WasiModuleTreeHandles,
+    WasiEnv, WasiEnvBuilder, WasiError, WasiFunctionEnv, WasiModuleInstanceHandles,
+    WasiModuleTreeHandles,
 };
 
 use super::compiled_cache;
@@ -20,7 +22,7 @@ use super::memory_cap::PAGE_SIZE;
 use super::mounts::Mount;
 use super::root_fs::RootLayout;
 use super::sqlite_locks::LockLedger;
-use super::stdio::{GuestLog, GuestStdin, GuestStdout};
+use super::stdio::{GuestLog, GuestStdin, GuestStdout, stdin_channel};
 use super::wasi_imports::WasiImports;
 use super::watchdog::{StopReason, Watchdog};
 
@@ -32,7 +34,11 @@ const WASI_IMPORT_MODULES: [&str; 4] = [
     "wasix_64v1",
 ];
 
+/// How long an init function may run before start-up gives up on it.
+const PREINIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Everything needed to prepare a command, fixed for the life of the server.
+#[derive(Clone)]
 pub struct ProgramSpec {
     /// The command name: the guest's `argv[0]`.
     pub name: String,
@@ -146,52 +152,16 @@ impl GuestProgram {
             return Ok(GuestExit::Abandoned);
         }
         let request_id = invocation.stderr.request_id().to_string();
-        let mut builder = WasiEnvBuilder::new(&self.name);
-        builder.set_runtime(self.runtime.clone());
-        builder.set_module_hash(self.hash);
-        builder.add_args(&self.args);
-        builder.add_envs(invocation.env);
-        builder.set_stdin(Box::new(invocation.stdin));
-        builder.set_stdout(Box::new(invocation.stdout));
-        builder.set_stderr(Box::new(invocation.stderr));
-        let locks = Arc::new(LockLedger::default());
-        self.root.install(&mut builder, &locks)?;
-        let env = builder.build()?;
-
-        let mut store = Store::new(self.engine.clone());
-        let mut wasi_env = WasiFunctionEnv::new(&mut store, env);
-        let imports = self.imports.for_instance(&mut store, &wasi_env.env);
-        let instance = match Instance::new(&mut store, &self.module, &imports)
-            .map_err(anyhow::Error::from)
-            .and_then(|instance| {
-                attach_instance(&mut wasi_env, &mut store, &instance)?;
-                Ok(instance)
-            }) {
-            Ok(instance) => instance,
-            Err(error) => {
-                // Closes the guest's files, so whoever waits on its stdout sees the end.
-                wasi_env.on_exit(&mut store, Some(Errno::Noexec.into()));
-                return Err(error);
-            }
+        let stdio = Stdio {
+            stdin: Box::new(invocation.stdin),
+            stdout: Box::new(invocation.stdout),
+            stderr: Box::new(invocation.stderr),
         };
-        let start = instance.exports.get_function("_start")?.clone();
-
-        let interrupter = store.interrupter();
-        let process = wasi_env.data(&store).process.clone();
-        let watchdog = Watchdog::arm(invocation.deadline, invocation.abandoned, move || {
-            interrupter.interrupt();
-            process.signal_process(Signal::Sigkill);
-        });
-        let result = start.call(&mut store, &[]);
-        let stopped = watchdog.disarm();
-
+        let mut live = self.instantiate(invocation.env, stdio)?;
+        let (result, stopped) = live.call("_start", invocation.deadline, invocation.abandoned)?;
         let exit = match result {
-            Ok(_) => GuestExit::Exited(0),
-            Err(error) => match error.downcast::<WasiError>() {
-                Ok(WasiError::Exit(code)) => GuestExit::Exited(code.raw()),
-                Ok(other) => GuestExit::Trapped(other.to_string()),
-                Err(trap) => GuestExit::Trapped(trap.to_string()),
-            },
+            Ok(()) => GuestExit::Exited(0),
+            Err(error) => exit_of(error),
         };
         // A guest that finished cleanly keeps its result even if the watchdog fired as it did.
         let exit = match (stopped, exit) {
@@ -204,12 +174,7 @@ impl GuestProgram {
             GuestExit::Exited(code) => code,
             _ => 1,
         };
-        // Closes the guest's files, stdout included, so the response stream ends.
-        wasi_env.on_exit(&mut store, Some(code.into()));
-        // Dropping the store frees the instance's memory before the slot is given back.
-        drop(instance);
-        drop(store);
-        let stale = locks.release_leftovers();
+        let stale = live.finish(code);
         if !stale.is_empty() {
             tracing::warn!(
                 request = %request_id,
@@ -218,6 +183,144 @@ impl GuestProgram {
             );
         }
         Ok(exit)
+    }
+
+    /// Runs the init function `function` in a fresh instance (no stdin, its output logged,
+    /// the environment `env`, at most [`PREINIT_TIMEOUT`]), then lets `inspect` read the
+    /// instance before it is torn down. An init function must return: exiting, trapping or
+    /// running out of time is an error.
+    pub(super) fn preinitialise<T>(
+        &self,
+        function: &str,
+        env: Vec<(String, String)>,
+        inspect: impl FnOnce(&mut Store, &Instance, &FunctionEnv<WasiEnv>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let (no_body, stdin) = stdin_channel(CancellationToken::new());
+        drop(no_body);
+        let stdio = Stdio {
+            stdin: Box::new(stdin),
+            stdout: Box::new(GuestLog::new("pre-init")),
+            stderr: Box::new(GuestLog::new("pre-init")),
+        };
+        let mut live = self.instantiate(env, stdio)?;
+        let deadline = Instant::now() + PREINIT_TIMEOUT;
+        let (result, stopped) = live.call(function, deadline, CancellationToken::new())?;
+        let outcome = match (result, stopped) {
+            (Ok(()), _) => inspect(&mut live.store, &live.instance, &live.wasi_env.env),
+            (Err(_), Some(_)) => Err(anyhow::anyhow!(
+                "the init function `{function}` did not return within {PREINIT_TIMEOUT:?}"
+            )),
+            (Err(error), None) => Err(match exit_of(error) {
+                GuestExit::Exited(code) => anyhow::anyhow!(
+                    "the init function `{function}` exited (status {code}) instead of returning"
+                ),
+                // The first line: the wasm backtrace after it would make start-up's one-line
+                // error unreadable.
+                GuestExit::Trapped(trap) => anyhow::anyhow!(
+                    "the init function `{function}` trapped: {}",
+                    trap.lines().next().unwrap_or_default().trim_end()
+                ),
+                other => anyhow::anyhow!("the init function `{function}` {other}"),
+            }),
+        };
+        live.finish(if outcome.is_ok() { 0 } else { 1 });
+        outcome
+    }
+
+    /// A fresh instance attached to a fresh WASI environment, not started.
+    fn instantiate(
+        &self,
+        env: Vec<(String, String)>,
+        stdio: Stdio,
+    ) -> anyhow::Result<LiveInstance> {
+        let mut builder = WasiEnvBuilder::new(&self.name);
+        builder.set_runtime(self.runtime.clone());
+        builder.set_module_hash(self.hash);
+        builder.add_args(&self.args);
+        builder.add_envs(env);
+        builder.set_stdin(stdio.stdin);
+        builder.set_stdout(stdio.stdout);
+        builder.set_stderr(stdio.stderr);
+        let locks = Arc::new(LockLedger::default());
+        self.root.install(&mut builder, &locks)?;
+        let env = builder.build()?;
+
+        let mut store = Store::new(self.engine.clone());
+        let mut wasi_env = WasiFunctionEnv::new(&mut store, env);
+        let imports = self.imports.for_instance(&mut store, &wasi_env.env);
+        match Instance::new(&mut store, &self.module, &imports)
+            .map_err(anyhow::Error::from)
+            .and_then(|instance| {
+                attach_instance(&mut wasi_env, &mut store, &instance)?;
+                Ok(instance)
+            }) {
+            Ok(instance) => Ok(LiveInstance {
+                store,
+                wasi_env,
+                instance,
+                locks,
+            }),
+            Err(error) => {
+                // Closes the guest's files, so whoever waits on its stdout sees the end.
+                wasi_env.on_exit(&mut store, Some(Errno::Noexec.into()));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The guest's three standard files.
+struct Stdio {
+    stdin: Box<dyn VirtualFile + Send + Sync>,
+    stdout: Box<dyn VirtualFile + Send + Sync>,
+    stderr: Box<dyn VirtualFile + Send + Sync>,
+}
+
+/// An instance attached to its WASI environment.
+struct LiveInstance {
+    store: Store,
+    wasi_env: WasiFunctionEnv,
+    instance: Instance,
+    locks: Arc<LockLedger>,
+}
+
+impl LiveInstance {
+    /// Calls the exported `function` until it returns, exits or traps, or until `deadline`
+    /// or `abandoned` stops it (then also says which).
+    fn call(
+        &mut self,
+        function: &str,
+        deadline: Instant,
+        abandoned: CancellationToken,
+    ) -> anyhow::Result<(Result<(), RuntimeError>, Option<StopReason>)> {
+        let function = self.instance.exports.get_function(function)?.clone();
+        let interrupter = self.store.interrupter();
+        let process = self.wasi_env.data(&self.store).process.clone();
+        let watchdog = Watchdog::arm(deadline, abandoned, move || {
+            interrupter.interrupt();
+            process.signal_process(Signal::Sigkill);
+        });
+        let result = function.call(&mut self.store, &[]).map(drop);
+        Ok((result, watchdog.disarm()))
+    }
+
+    /// Closes the guest's files (stdout included, so the response stream ends), frees the
+    /// instance's memory before the slot is given back, and removes the SQLite locks it still
+    /// held, which it returns.
+    fn finish(mut self, code: i32) -> Vec<String> {
+        self.wasi_env.on_exit(&mut self.store, Some(code.into()));
+        drop(self.instance);
+        drop(self.store);
+        self.locks.release_leftovers()
+    }
+}
+
+/// How a call that did not return ended.
+fn exit_of(error: RuntimeError) -> GuestExit {
+    match error.downcast::<WasiError>() {
+        Ok(WasiError::Exit(code)) => GuestExit::Exited(code.raw()),
+        Ok(other) => GuestExit::Trapped(other.to_string()),
+        Err(trap) => GuestExit::Trapped(trap.to_string()),
     }
 }
 

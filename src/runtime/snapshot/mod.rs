@@ -1,0 +1,235 @@
+//! Pre-initialised programs, Wizer's way: a module that exports an init function is
+//! instantiated once with the command's mounts, arguments and static environment, the
+//! function is called, and what it left in memory and globals becomes a new module that every
+//! request instantiates instead, fresh, as any other. Start-up work (an interpreter's boot,
+//! compiling scripts) then happens once per snapshot instead of once per request.
+//!
+//! Snapshots are cached on disk, keyed by everything that shapes them, and stored with a
+//! checksum; one that does not load cleanly is rebuilt, never trusted.
+
+mod capture;
+mod instrument;
+mod rewrite;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use wasmparser::{ExternalKind, Parser, Payload};
+
+use super::engine::GuestEngine;
+use super::instance::{GuestProgram, ProgramSpec};
+use super::mounts::MountOrigin;
+use crate::atomic_file::write_atomically;
+use crate::digest::sha256_hex;
+use instrument::StateLayout;
+
+/// Wizer's name for the init function, used when the command names none.
+pub const DEFAULT_INIT_EXPORT: &str = "wizer.initialize";
+
+/// Whether a command is pre-initialised, as its `preinit` annotation says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PreinitSetting {
+    /// When the module exports `wizer.initialize` (no annotation, or `true`).
+    #[default]
+    Auto,
+    /// Never (`false`, or `wcgi run --no-preinit`).
+    Off,
+    /// With this export, which must exist.
+    Function(String),
+}
+
+impl PreinitSetting {
+    /// The init function to call for `wasm`, if any. A named function the module does not
+    /// export is an error; `Auto` quietly finds none.
+    pub fn init_function(&self, wasm: &[u8]) -> anyhow::Result<Option<String>> {
+        let wanted = match self {
+            PreinitSetting::Off => return Ok(None),
+            PreinitSetting::Auto => DEFAULT_INIT_EXPORT,
+            PreinitSetting::Function(name) => name,
+        };
+        if exports_function(wasm, wanted)? {
+            Ok(Some(wanted.to_string()))
+        } else if matches!(self, PreinitSetting::Function(_)) {
+            bail!(
+                "annotations.wcgi.preinit names `{wanted}`, which the module does not export as \
+                 a function"
+            )
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Where a command's snapshot comes from.
+pub struct SnapshotSource<'a> {
+    pub engine: &'a GuestEngine,
+    /// The command as it would run without a snapshot (its original module).
+    pub spec: &'a ProgramSpec,
+    /// The environment the init function sees: the command's static environment.
+    pub env: &'a [(String, String)],
+    pub init_function: &'a str,
+    /// Where snapshots are cached; `None` builds one every time.
+    pub cache_dir: Option<&'a Path>,
+}
+
+/// How a snapshot was obtained, for the start-up log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provenance {
+    Cached,
+    Built,
+}
+
+impl SnapshotSource<'_> {
+    /// The snapshot module: from the cache when a sound entry exists, else built (and stored).
+    pub fn load_or_build(&self) -> anyhow::Result<(Bytes, Provenance)> {
+        let entry = self.cache_dir.map(|dir| self.entry(dir));
+        if let Some(entry) = &entry
+            && let Some(snapshot) = entry.load()
+        {
+            return Ok((snapshot, Provenance::Cached));
+        }
+        let snapshot = Bytes::from(self.build()?);
+        if let Some(entry) = &entry
+            && let Err(error) = entry.store(&snapshot)
+        {
+            tracing::warn!("cannot cache the snapshot: {error:#}");
+        }
+        Ok((snapshot, Provenance::Built))
+    }
+
+    /// Runs the init function and writes the snapshot of what it left.
+    fn build(&self) -> anyhow::Result<Vec<u8>> {
+        let started = Instant::now();
+        let wasm = &self.spec.wasm;
+        let layout = StateLayout::of(wasm)?;
+        let instrumented = instrument::export_state(wasm, &layout)?;
+        let program = GuestProgram::compile(
+            self.engine,
+            ProgramSpec {
+                wasm: instrumented.into(),
+                ..self.spec.clone()
+            },
+        )?;
+        let state = program.preinitialise(
+            self.init_function,
+            self.env.to_vec(),
+            |store, instance, env| capture::capture(store, instance, env, &layout),
+        )?;
+        let snapshot = rewrite::write_snapshot(wasm, &layout, &state, self.init_function)?;
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&snapshot)
+            .context("the snapshot wcgi wrote does not validate (a wcgi bug)")?;
+        tracing::info!(
+            "ran `{}` in {:.1?}; snapshot of {} taken",
+            self.init_function,
+            started.elapsed(),
+            bytesize::ByteSize::b(snapshot.len() as u64),
+        );
+        Ok(snapshot)
+    }
+
+    fn entry(&self, dir: &Path) -> CacheEntry {
+        let key = sha256_hex(self.shape().as_bytes());
+        CacheEntry {
+            module: dir.join(format!("{key}.wasm")),
+            checksum: dir.join(format!("{key}.sha256")),
+        }
+    }
+
+    /// Everything that shapes a snapshot, as text to hash.
+    fn shape(&self) -> String {
+        let spec = self.spec;
+        let mut shape = format!(
+            "wcgi snapshot 1|wcgi {}|wasmer {}|module {}|init {}|memory {}|argv0 {:?}|args {:?}|\
+             cwd {:?}|env {:?}",
+            env!("CARGO_PKG_VERSION"),
+            wasmer_types::VERSION,
+            sha256_hex(&spec.wasm),
+            self.init_function,
+            self.engine.max_memory,
+            spec.name,
+            spec.args,
+            spec.current_dir,
+            self.env,
+        );
+        for mount in &spec.mounts {
+            shape.push_str(&format!("|mount {:?} ", mount.guest));
+            match &mount.origin {
+                MountOrigin::Host(path) => shape.push_str(&format!("host {path:?}")),
+                MountOrigin::Volume { volume, inside } => shape.push_str(&format!(
+                    "volume {inside:?} {}",
+                    volume_fingerprint(volume, inside)
+                )),
+                #[cfg(test)]
+                MountOrigin::Other => shape.push_str("other"),
+            }
+        }
+        shape
+    }
+}
+
+/// A digest of a container volume's tree (names, sizes, content hashes where the container
+/// has them): a different package version gives a different snapshot.
+fn volume_fingerprint(volume: &webc::Volume, inside: &str) -> String {
+    let mut listing = String::new();
+    let mut pending = vec![inside.trim_end_matches('/').to_string()];
+    while let Some(dir) = pending.pop() {
+        let Some(entries) = volume.read_dir(dir.as_str()) else {
+            continue;
+        };
+        for (name, hash, metadata) in entries {
+            let path = format!("{dir}/{name}");
+            listing.push_str(&format!("{path:?} {hash:?} {metadata:?}\n"));
+            if metadata.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    sha256_hex(listing.as_bytes())
+}
+
+/// A snapshot in the cache: the module and its checksum, written each atomically.
+struct CacheEntry {
+    module: PathBuf,
+    checksum: PathBuf,
+}
+
+impl CacheEntry {
+    fn load(&self) -> Option<Bytes> {
+        let expected = std::fs::read_to_string(&self.checksum).ok()?;
+        let bytes = std::fs::read(&self.module).ok()?;
+        if sha256_hex(&bytes) != expected.trim() {
+            tracing::warn!(
+                "snapshot {} is damaged; pre-initialising again",
+                self.module.display()
+            );
+            return None;
+        }
+        Some(bytes.into())
+    }
+
+    fn store(&self, snapshot: &[u8]) -> anyhow::Result<()> {
+        write_atomically(&self.module, snapshot)?;
+        write_atomically(&self.checksum, sha256_hex(snapshot).as_bytes())
+    }
+}
+
+/// Whether `wasm` exports a function called `name`.
+fn exports_function(wasm: &[u8], name: &str) -> anyhow::Result<bool> {
+    for payload in Parser::new(0).parse_all(wasm) {
+        if let Payload::ExportSection(exports) =
+            payload.context("the module is not valid WebAssembly")?
+        {
+            for export in exports {
+                let export = export?;
+                if export.name == name {
+                    return Ok(export.kind == ExternalKind::Func);
+                }
+            }
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,201 @@
+//! Pre-initialisation: a module exporting `wizer.initialize` is started once at start-up and
+//! every request instantiates the snapshot of what init left, fresh. The `preinit` fixture
+//! fills a table of primes in init and reports where its state came from.
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use common::{Server, fixture_package, run_wcgi};
+
+/// The fixture as a package: `main-args` and an annotation env the init function records.
+fn preinit_package(annotations_wcgi: &str) -> tempfile::TempDir {
+    fixture_package(
+        "preinit",
+        "preinit",
+        &format!(
+            "[command.annotations.wasi]\nmain-args = [\"--flag\"]\n\
+             env = [\"PREINIT_MARK=from-annotation\"]\n\n\
+             [command.annotations.wcgi]\n{annotations_wcgi}\n"
+        ),
+    )
+}
+
+fn serve(package: &Path, cache: &Path, extra: &[&str]) -> Server {
+    let mut args: Vec<OsString> = vec![package.into(), "--cache-dir".into(), cache.into()];
+    args.extend(extra.iter().map(OsString::from));
+    Server::start(&args)
+}
+
+/// What the fixture answers, line by line, without the prime table's numbers.
+fn state_lines(server: &Server, path: &str) -> Vec<String> {
+    let (status, body) = server.get_text(path);
+    assert_eq!(status, 200, "{body}");
+    let mut lines = body.lines().map(String::from);
+    assert_eq!(
+        lines.next().unwrap(),
+        "primes=20000 last=224737 checksum=15278111751987059739",
+        "the table must be complete and right, snapshot or not"
+    );
+    lines.collect()
+}
+
+#[test]
+fn requests_start_from_the_snapshot_and_read_their_own_environment() {
+    let work = tempfile::tempdir().unwrap();
+    let package = preinit_package("");
+    let server = serve(package.path(), &work.path().join("cache"), &[]);
+    assert!(
+        server.log_contains("pre-initialised with `wizer.initialize` in"),
+        "{}",
+        server.logs()
+    );
+
+    for query in ["first=1", "second=2"] {
+        assert_eq!(
+            state_lines(&server, &format!("/x?{query}")),
+            [
+                "from-snapshot=true init-runs=1",
+                "init-saw=from-annotation",
+                &format!("query={query}"),
+                "mark-now=from-annotation",
+                "argv=preinit --flag",
+            ],
+        );
+    }
+}
+
+#[test]
+fn preinit_is_off_with_the_flag_or_the_annotation() {
+    let work = tempfile::tempdir().unwrap();
+    let cold = [
+        "from-snapshot=false init-runs=0",
+        "init-saw=-",
+        "query=q=1",
+        "mark-now=from-annotation",
+        "argv=preinit --flag",
+    ];
+    let package = preinit_package("");
+    let server = serve(
+        package.path(),
+        &work.path().join("cache"),
+        &["--no-preinit"],
+    );
+    assert_eq!(state_lines(&server, "/?q=1"), cold);
+    assert!(!server.log_contains("pre-initialised"), "{}", server.logs());
+    drop(server);
+
+    let package = preinit_package("preinit = false");
+    let server = serve(package.path(), &work.path().join("cache"), &[]);
+    assert_eq!(state_lines(&server, "/?q=1"), cold);
+}
+
+#[test]
+fn snapshots_are_cached_rebuilt_when_damaged_and_when_an_input_changes() {
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let package = preinit_package("");
+    let built = "snapshot cached for the next start";
+    let reused = "snapshot from the cache";
+
+    let server = serve(package.path(), &cache, &[]);
+    assert!(server.log_contains(built), "{}", server.logs());
+    drop(server);
+    let server = serve(package.path(), &cache, &[]);
+    assert!(server.log_contains(reused), "{}", server.logs());
+    assert_eq!(
+        state_lines(&server, "/")[0],
+        "from-snapshot=true init-runs=1"
+    );
+    drop(server);
+
+    // A damaged entry is noticed and replaced, never served.
+    let snapshots: Vec<_> = std::fs::read_dir(cache.join("snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let mut bytes = std::fs::read(&snapshots[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&snapshots[0], &bytes).unwrap();
+    let server = serve(package.path(), &cache, &[]);
+    assert!(
+        server.log_contains("is damaged; pre-initialising again"),
+        "{}",
+        server.logs()
+    );
+    assert!(server.log_contains(built), "{}", server.logs());
+    assert_eq!(
+        state_lines(&server, "/")[0],
+        "from-snapshot=true init-runs=1"
+    );
+    drop(server);
+
+    // What init sees is part of the key: another environment or argv is another snapshot.
+    let server = serve(package.path(), &cache, &["--env", "PREINIT_MARK=changed"]);
+    assert!(server.log_contains(built), "{}", server.logs());
+    assert_eq!(state_lines(&server, "/")[1], "init-saw=changed");
+    drop(server);
+    let server = serve(package.path(), &cache, &["--", "extra"]);
+    assert!(server.log_contains(built), "{}", server.logs());
+    assert_eq!(state_lines(&server, "/")[4], "argv=preinit --flag extra");
+}
+
+#[test]
+fn an_init_function_that_fails_stops_start_up_with_one_line() {
+    let work = tempfile::tempdir().unwrap();
+    let package = preinit_package("");
+    let error = |mode: &str| {
+        let output = run_wcgi(&[
+            OsString::from("run"),
+            package.path().into(),
+            "--cache-dir".into(),
+            work.path().join("cache").into(),
+            "--env".into(),
+            format!("PREINIT_MODE={mode}").into(),
+            // Writable, for the `leak-fd` mode.
+            "--mapdir".into(),
+            format!("/data:{}", work.path().display()).into(),
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        lines[0].to_string()
+    };
+    let prefix = "error: command \"preinit\": pre-initialisation failed (--no-preinit serves it \
+                  without): the init function";
+    let trapped = error("trap");
+    assert!(
+        trapped.starts_with(&format!(
+            "{prefix} `wizer.initialize` trapped: RuntimeError: unreachable"
+        )),
+        "{trapped}"
+    );
+    assert_eq!(
+        error("exit"),
+        format!("{prefix} `wizer.initialize` exited (status 3) instead of returning")
+    );
+    let leaked = error("leak-fd");
+    assert!(
+        leaked.starts_with(&format!("{prefix} left file descriptor "))
+            && leaked.ends_with(
+                " open; requests would not have it (close every file it opens before returning)"
+            ),
+        "{leaked}"
+    );
+
+    // A named init function must exist.
+    let package = preinit_package("preinit = \"no.such.export\"");
+    let output = run_wcgi(&[OsString::from("run"), package.path().into()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "error: command \"preinit\": pre-initialisation failed (--no-preinit serves it without): \
+         annotations.wcgi.preinit names `no.such.export`, which the module does not export as a \
+         function"
+    );
+}
