@@ -326,6 +326,127 @@ fn next_zero(memory: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmparser::{Operator, Validator, WasmFeatures};
+
+    const MODULE: &str = r#"
+        (module
+          (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+          (memory (export "memory") 1 100)
+          (global $sp (mut i32) (i32.const 1024))
+          (global $k i32 (i32.const 7))
+          (global $f (mut f64) (f64.const 0))
+          (data (i32.const 16) "original")
+          (data $p "passive")
+          (func $init (export "wizer.initialize"))
+          (func $resume (export "wizer.resume"))
+          (func $start (export "_start"))
+          (func $once)
+          (start $once))
+    "#;
+
+    /// The one instruction of a constant expression.
+    fn constant(expr: &wasmparser::ConstExpr) -> String {
+        let mut ops = expr.get_operators_reader();
+        format!("{:?}", ops.read().unwrap())
+    }
+
+    #[test]
+    fn the_snapshot_holds_the_captured_state_and_starts_at_resume() {
+        let wasm = wasmer::wat2wasm(MODULE.as_bytes()).unwrap().into_owned();
+        let layout = StateLayout::of(&wasm).unwrap();
+        assert_eq!(
+            layout.globals.iter().map(|g| g.index).collect::<Vec<_>>(),
+            [0, 2]
+        );
+        let mut memory = vec![0u8; 2 * PAGE_SIZE];
+        memory[16..21].copy_from_slice(b"hello");
+        memory[70_000..70_005].copy_from_slice(b"world");
+        let state = CapturedState {
+            globals: vec![GlobalValue::I32(5000), GlobalValue::F64(1.5f64.to_bits())],
+            memories: vec![memory],
+        };
+        let snapshot = write_snapshot(&wasm, &layout, &state, "wizer.initialize").unwrap();
+        Validator::new_with_features(WasmFeatures::all())
+            .validate_all(&snapshot)
+            .unwrap();
+
+        let (mut exports, mut globals, mut data) = (Vec::new(), Vec::new(), Vec::new());
+        for payload in Parser::new(0).parse_all(&snapshot) {
+            match payload.unwrap() {
+                Payload::MemorySection(memories) => {
+                    let memory = memories.into_iter().next().unwrap().unwrap();
+                    assert_eq!((memory.initial, memory.maximum), (2, Some(100)));
+                }
+                Payload::GlobalSection(section) => {
+                    for global in section {
+                        globals.push(constant(&global.unwrap().init_expr));
+                    }
+                }
+                Payload::ExportSection(section) => {
+                    for export in section {
+                        let export = export.unwrap();
+                        exports.push((export.name.to_string(), export.index));
+                    }
+                }
+                Payload::StartSection { .. } => panic!("the start function ran already"),
+                Payload::DataSection(section) => {
+                    for datum in section {
+                        let datum = datum.unwrap();
+                        let at = match datum.kind {
+                            DataKind::Active { offset_expr, .. } => constant(&offset_expr),
+                            DataKind::Passive => "passive".into(),
+                        };
+                        data.push((at, String::from_utf8_lossy(datum.data).into_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            globals,
+            [
+                format!("{:?}", Operator::I32Const { value: 5000 }),
+                format!("{:?}", Operator::I32Const { value: 7 }),
+                format!(
+                    "{:?}",
+                    Operator::F64Const {
+                        value: wasmparser::Ieee64::from(1.5f64)
+                    }
+                ),
+            ]
+        );
+        // `_start` is now `wizer.resume` (function 2: one import, then init); init is gone.
+        assert_eq!(
+            exports,
+            [("memory".to_string(), 0), ("_start".to_string(), 2)]
+        );
+        // The passive segment keeps its index; the applied active one became empty.
+        assert_eq!(
+            data,
+            [
+                ("passive".to_string(), String::new()),
+                ("passive".to_string(), "passive".to_string()),
+                (
+                    format!("{:?}", Operator::I32Const { value: 16 }),
+                    "hello".to_string()
+                ),
+                (
+                    format!("{:?}", Operator::I32Const { value: 70_000 }),
+                    "world".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn state_a_snapshot_cannot_hold_is_refused() {
+        let imported = r#"(module (import "env" "g" (global (mut i32))) (memory 1))"#;
+        let wasm = wasmer::wat2wasm(imported.as_bytes()).unwrap();
+        assert_eq!(
+            StateLayout::of(&wasm).unwrap_err().to_string(),
+            "the module imports the mutable global `env::g`, whose value a snapshot cannot hold"
+        );
+    }
 
     #[test]
     fn runs_skip_long_zero_stretches_and_keep_short_ones() {
