@@ -8,6 +8,7 @@ use wasmer_wasix::virtual_fs::FileSystem;
 
 use crate::cli::InspectArgs;
 use crate::package::{self, CommandSpec, ModuleSource, Package};
+use crate::runtime::PreinitSetting;
 
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let package = package::resolve(&args.package, &args.source.settings())?;
@@ -126,6 +127,28 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
     if let Some(cwd) = &command.wasi.cwd {
         let _ = writeln!(out, "    cwd: {cwd}");
     }
+    if let Some(preinit) = describe_preinit(command) {
+        let _ = writeln!(out, "    pre-initialised: {preinit}");
+    }
+}
+
+/// Whether `wcgi run` pre-initialises the command, when that can be told without fetching.
+fn describe_preinit(command: &CommandSpec) -> Option<String> {
+    let setting = crate::run::preinit_setting(command, false);
+    let wasm = match &command.module {
+        _ if setting == PreinitSetting::Off => {
+            return Some("no (annotation preinit = false)".into());
+        }
+        ModuleSource::Bytes(bytes) => bytes.to_vec(),
+        ModuleSource::File { path, .. } => std::fs::read(path).ok()?,
+        // Known only once the dependency is fetched.
+        ModuleSource::Dependency { .. } | ModuleSource::Unknown { .. } => return None,
+    };
+    Some(match setting.init_function(&wasm) {
+        Ok(Some(function)) => format!("yes, at start-up with `{function}` (snapshot cached)"),
+        Ok(None) => return None,
+        Err(error) => format!("fails: {error}"),
+    })
 }
 
 fn files_count(count: usize) -> String {

@@ -141,6 +141,15 @@ fn prepare(
     )
 }
 
+/// Whether `command` is pre-initialised, by its `preinit` annotation and `--no-preinit`.
+pub fn preinit_setting(command: &CommandSpec, disabled: bool) -> PreinitSetting {
+    match (&command.wcgi.preinit, disabled) {
+        (_, true) | (Some(PreinitAnnotation::Enabled(false)), _) => PreinitSetting::Off,
+        (None | Some(PreinitAnnotation::Enabled(true)), _) => PreinitSetting::Auto,
+        (Some(PreinitAnnotation::Function(name)), _) => PreinitSetting::Function(name.clone()),
+    }
+}
+
 /// The command with its module replaced by its snapshot, when it is pre-initialised.
 fn preinitialised(
     args: &RunArgs,
@@ -149,11 +158,7 @@ fn preinitialised(
     spec: ProgramSpec,
     static_env: &StaticEnv,
 ) -> anyhow::Result<ProgramSpec> {
-    let setting = match (&command.wcgi.preinit, args.no_preinit) {
-        (_, true) | (Some(PreinitAnnotation::Enabled(false)), _) => PreinitSetting::Off,
-        (None | Some(PreinitAnnotation::Enabled(true)), _) => PreinitSetting::Auto,
-        (Some(PreinitAnnotation::Function(name)), _) => PreinitSetting::Function(name.clone()),
-    };
+    let setting = preinit_setting(command, args.no_preinit);
     let Some(init_function) = setting.init_function(&spec.wasm)? else {
         return Ok(spec);
     };

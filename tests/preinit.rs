@@ -199,3 +199,24 @@ fn an_init_function_that_fails_stops_start_up_with_one_line() {
          function"
     );
 }
+
+#[test]
+fn inspect_says_whether_a_command_is_pre_initialised() {
+    let inspect = |package: &Path| {
+        let output = run_wcgi(&[OsString::from("inspect"), package.into()]);
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let on = inspect(preinit_package("").path());
+    assert!(
+        on.contains(
+            "    pre-initialised: yes, at start-up with `wizer.initialize` (snapshot cached)\n"
+        ),
+        "{on}"
+    );
+    let off = inspect(preinit_package("preinit = false").path());
+    assert!(
+        off.contains("    pre-initialised: no (annotation preinit = false)\n"),
+        "{off}"
+    );
+}
