@@ -67,6 +67,21 @@ fn requests_start_from_the_snapshot_and_read_their_own_environment() {
 }
 
 #[test]
+fn an_init_function_may_end_with_exit_0() {
+    let work = tempfile::tempdir().unwrap();
+    let package = preinit_package("");
+    let server = serve(
+        package.path(),
+        &work.path().join("cache"),
+        &["--env", "PREINIT_MODE=exit0"],
+    );
+    assert_eq!(
+        state_lines(&server, "/")[..2],
+        ["from-snapshot=true init-runs=1", "init-saw=from-annotation"]
+    );
+}
+
+#[test]
 fn preinit_is_off_with_the_flag_or_the_annotation() {
     let work = tempfile::tempdir().unwrap();
     let cold = [

@@ -187,8 +187,8 @@ impl GuestProgram {
 
     /// Runs the init function `function` in a fresh instance (no stdin, its output logged,
     /// the environment `env`, at most [`PREINIT_TIMEOUT`]), then lets `inspect` read the
-    /// instance before it is torn down. An init function must return: exiting, trapping or
-    /// running out of time is an error.
+    /// instance before it is torn down. An init function must return (or exit with 0):
+    /// another exit, a trap or running out of time is an error.
     pub(super) fn preinitialise<T>(
         &self,
         function: &str,
@@ -205,24 +205,29 @@ impl GuestProgram {
         let mut live = self.instantiate(env, stdio)?;
         let deadline = Instant::now() + PREINIT_TIMEOUT;
         let (result, stopped) = live.call(function, deadline, CancellationToken::new())?;
-        let outcome = match (result, stopped) {
-            (Ok(()), _) => inspect(&mut live.store, &live.instance, &live.wasi_env.env),
+        let finished = match (result, stopped) {
+            (Ok(()), _) => Ok(()),
             (Err(_), Some(_)) => Err(anyhow::anyhow!(
                 "the init function `{function}` did not return within {PREINIT_TIMEOUT:?}"
             )),
-            (Err(error), None) => Err(match exit_of(error) {
-                GuestExit::Exited(code) => anyhow::anyhow!(
+            (Err(error), None) => match exit_of(error) {
+                // A program that cannot unwind (php-cgi after a fatal error while compiling a
+                // script in init: no longjmp on WASI) finishes its init and exits with 0.
+                GuestExit::Exited(0) => Ok(()),
+                GuestExit::Exited(code) => Err(anyhow::anyhow!(
                     "the init function `{function}` exited (status {code}) instead of returning"
-                ),
+                )),
                 // The first line: the wasm backtrace after it would make start-up's one-line
                 // error unreadable.
-                GuestExit::Trapped(trap) => anyhow::anyhow!(
+                GuestExit::Trapped(trap) => Err(anyhow::anyhow!(
                     "the init function `{function}` trapped: {}",
                     trap.lines().next().unwrap_or_default().trim_end()
-                ),
-                other => anyhow::anyhow!("the init function `{function}` {other}"),
-            }),
+                )),
+                other => Err(anyhow::anyhow!("the init function `{function}` {other}")),
+            },
         };
+        let outcome =
+            finished.and_then(|()| inspect(&mut live.store, &live.instance, &live.wasi_env.env));
         live.finish(if outcome.is_ok() { 0 } else { 1 });
         outcome
     }
