@@ -61,8 +61,29 @@ fn requests_start_from_the_snapshot_and_read_their_own_environment() {
                 &format!("query={query}"),
                 "mark-now=from-annotation",
                 "argv=preinit --flag",
+                "big=absent",
             ],
         );
+    }
+}
+
+#[test]
+fn a_large_snapshot_is_mapped_and_what_a_request_writes_never_reaches_the_next() {
+    let work = tempfile::tempdir().unwrap();
+    let package = preinit_package("");
+    // One instance at a time, so each request reuses the memory the previous one scribbled on.
+    let server = serve(
+        package.path(),
+        &work.path().join("cache"),
+        &["--env", "PREINIT_MODE=big", "--max-concurrency", "1"],
+    );
+    assert!(
+        server.log_contains("of initial memory mapped copy-on-write into each instance"),
+        "{}",
+        server.logs()
+    );
+    for _ in 0..4 {
+        assert_eq!(state_lines(&server, "/")[5], "big=intact");
     }
 }
 
@@ -90,6 +111,7 @@ fn preinit_is_off_with_the_flag_or_the_annotation() {
         "query=q=1",
         "mark-now=from-annotation",
         "argv=preinit --flag",
+        "big=absent",
     ];
     let package = preinit_package("");
     let server = serve(

@@ -10,6 +10,7 @@ use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{Runtime, UnsupportedVirtualNetworking};
 
 use super::memory_cap::MemoryCap;
+use super::memory_image::MemoryImage;
 use super::memory_pool::MemoryPool;
 
 /// The shared WASI runtime handed to every instance.
@@ -25,29 +26,35 @@ pub struct GuestEngine {
     pub(super) max_memory: u64,
     /// Where compiled modules are cached across runs; `None` compiles every time.
     pub(super) compiled_cache: Option<PathBuf>,
+    /// The reusable memories every instance gets.
+    pub(super) pool: Arc<MemoryPool>,
 }
 
 impl GuestEngine {
-    /// Builds the engine and the sandboxed runtime. `max_guests` instances may run at once:
-    /// as many memories are kept for reuse. Must be called inside a Tokio runtime.
+    /// Builds the engine (Cranelift: fast enough to compile interpreters at start-up, good
+    /// code) and the sandboxed runtime. Instances can use at most `max_memory` bytes of linear
+    /// memory each; `max_guests` may run at once, and as many memories are kept for reuse.
+    /// Must be called inside a Tokio runtime.
     pub fn new(max_memory: u64, max_guests: usize, compiled_cache: Option<PathBuf>) -> Self {
-        let engine = new_engine(max_memory, max_guests);
+        let pool = MemoryPool::new(max_guests);
+        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+        engine.set_tunables(MemoryCap::new(max_memory, pool.clone()));
         GuestEngine {
             runtime: sandboxed_runtime(&engine),
             engine,
             max_memory,
             compiled_cache,
+            pool,
         }
     }
-}
 
-/// A Cranelift engine (fast enough to compile interpreters at start-up, good code) whose
-/// instances can use at most `max_memory` bytes of linear memory each, in memories reused
-/// from a pool of `max_guests`.
-fn new_engine(max_memory: u64, max_guests: usize) -> Engine {
-    let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
-    engine.set_tunables(MemoryCap::new(max_memory, MemoryPool::new(max_guests)));
-    engine
+    /// The engine for the instances of a program whose memory starts as `image`: the same
+    /// engine (modules compiled by one run in the other), with tunables that map the image.
+    pub(super) fn with_memory_image(&self, image: Arc<MemoryImage>) -> Engine {
+        let mut engine = self.engine.clone();
+        engine.set_tunables(MemoryCap::new(self.max_memory, self.pool.clone()).with_image(image));
+        engine
+    }
 }
 
 /// The WASI runtime every guest runs in. Must be called inside a Tokio runtime.

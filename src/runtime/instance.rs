@@ -19,6 +19,7 @@ use wasmer_wasix::{
 use super::compiled_cache;
 use super::engine::{GuestEngine, SharedRuntime};
 use super::memory_cap::PAGE_SIZE;
+use super::memory_image::MemoryImage;
 use super::mounts::Mount;
 use super::root_fs::RootLayout;
 use super::sqlite_locks::LockLedger;
@@ -113,9 +114,23 @@ impl GuestProgram {
     /// Compiles the module with the process's engine (or loads it from the compiled cache)
     /// and checks it can run as a WASI command.
     pub fn compile(engine: &GuestEngine, spec: ProgramSpec) -> anyhow::Result<Self> {
+        // Large data (a snapshot's) is mapped into each instance instead of copied.
+        let (wasm, instance_engine) = match MemoryImage::split(&spec.wasm)? {
+            Some((stripped, image)) => {
+                tracing::info!(
+                    "{} of initial memory mapped copy-on-write into each instance",
+                    bytesize::ByteSize::b(image.len() as u64)
+                );
+                (
+                    Bytes::from(stripped),
+                    engine.with_memory_image(Arc::new(image)),
+                )
+            }
+            None => (spec.wasm.clone(), engine.engine.clone()),
+        };
         let module = compiled_cache::load_or_compile(
             &engine.engine,
-            &spec.wasm,
+            &wasm,
             engine.max_memory,
             engine.compiled_cache.as_deref(),
         )?;
@@ -124,7 +139,7 @@ impl GuestProgram {
         Ok(GuestProgram {
             runtime: engine.runtime.clone(),
             hash: ModuleHash::new(&spec.wasm),
-            engine: engine.engine.clone(),
+            engine: instance_engine,
             imports: WasiImports::of(&module),
             module,
             name: spec.name,

@@ -10,6 +10,7 @@ use wasmer::sys::{BaseTunables, Tunables};
 use wasmer::{MemoryError, MemoryType, Pages, TableType};
 use wasmer_types::{MemoryStyle, TableStyle};
 
+use super::memory_image::MemoryImage;
 use super::memory_pool::MemoryPool;
 
 /// Size of a WebAssembly page.
@@ -20,6 +21,8 @@ pub struct MemoryCap {
     base: BaseTunables,
     limit: Pages,
     pool: Arc<MemoryPool>,
+    /// What every memory starts with, for a program whose data became an image.
+    image: Option<Arc<MemoryImage>>,
 }
 
 impl MemoryCap {
@@ -31,7 +34,14 @@ impl MemoryCap {
             base: BaseTunables::new(),
             limit: Pages(pages),
             pool,
+            image: None,
         }
+    }
+
+    /// The same cap, for a program whose memory starts as `image`.
+    pub fn with_image(mut self, image: Arc<MemoryImage>) -> Self {
+        self.image = Some(image);
+        self
     }
 
     fn capped(&self, ty: &MemoryType) -> Result<MemoryType, MemoryError> {
@@ -85,7 +95,10 @@ impl Tunables for MemoryCap {
             return unsafe { self.base.create_vm_memory(&capped, style, definition) };
         }
         // SAFETY: the engine passes the instance's own definition, valid for its life.
-        let memory = unsafe { self.pool.memory(&capped, style, definition)? };
+        let memory = unsafe {
+            self.pool
+                .memory(&capped, style, definition, self.image.as_deref())?
+        };
         Ok(VMMemory(Box::new(memory)))
     }
 

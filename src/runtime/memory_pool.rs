@@ -26,6 +26,8 @@ use wasmer::sys::vm::{LinearMemory, VMMemoryDefinition, VMOwnedMemory};
 use wasmer::{MemoryError, MemoryType, Pages};
 use wasmer_types::MemoryStyle;
 
+use super::memory_image::MemoryImage;
+
 /// Pages of an emptied memory that may be zeroed in place and stay resident; a memory with
 /// more backed pages than this is given back to the kernel instead. Bounds the resident size
 /// of idle memories (at most this much each) and the work of zeroing.
@@ -53,7 +55,8 @@ impl MemoryPool {
         })
     }
 
-    /// A memory of type `ty` for an instance, its definition written to `definition`.
+    /// A memory of type `ty` for an instance, its definition written to `definition`, starting
+    /// with the contents of `image` (mapped copy-on-write) when there is one.
     ///
     /// # Safety
     /// `definition` must point to the instance's memory definition and stay valid for as long
@@ -63,6 +66,7 @@ impl MemoryPool {
         ty: &MemoryType,
         style: &MemoryStyle,
         definition: NonNull<VMMemoryDefinition>,
+        image: Option<&MemoryImage>,
     ) -> Result<PooledMemory, MemoryError> {
         let reserved = static_reservation_len(style)?;
         let mut region = match self.take(reserved) {
@@ -70,7 +74,13 @@ impl MemoryPool {
             None => Reservation::map(reserved).map_err(region_error)?,
         };
         let size = ty.minimum;
-        if let Err(error) = region.set_accessible(size.bytes().0) {
+        let prepared = region
+            .set_accessible(size.bytes().0)
+            .and_then(|()| match image {
+                Some(image) => region.map_image(image),
+                None => Ok(()),
+            });
+        if let Err(error) = prepared {
             self.give_back(region);
             return Err(region_error(error));
         }
@@ -123,7 +133,7 @@ fn static_reservation_len(style: &MemoryStyle) -> Result<usize, MemoryError> {
         .map_err(|_| MemoryError::Generic("the memory reservation does not fit".to_string()))
 }
 
-fn page_size() -> usize {
+pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).unwrap_or(4096)
@@ -134,11 +144,13 @@ fn region_error(error: io::Error) -> MemoryError {
 }
 
 /// One mapping: `accessible` bytes from its start are readable and writable, the rest is
-/// reserved and inaccessible. Unmapped when dropped.
+/// reserved and inaccessible; the first `image` bytes may be a memory image's file mapped
+/// copy-on-write. Unmapped when dropped.
 struct Reservation {
     base: NonNull<u8>,
     len: usize,
     accessible: usize,
+    image: usize,
 }
 
 // SAFETY: the reservation is plain address space owned by this value alone; which thread
@@ -170,7 +182,59 @@ impl Reservation {
             base,
             len,
             accessible: 0,
+            image: 0,
         })
+    }
+
+    /// Maps `image` privately over the start of the accessible part: reads see the image,
+    /// writes go to pages of this reservation's own.
+    fn map_image(&mut self, image: &MemoryImage) -> io::Result<()> {
+        if image.len() > self.accessible || self.image != 0 {
+            return Err(io::Error::other("the memory image does not fit"));
+        }
+        // SAFETY: the range lies inside this reservation, which nothing else uses; the file is
+        // sealed, so the mapping's contents cannot change under the guest.
+        let address = unsafe {
+            libc::mmap(
+                self.base.as_ptr().cast(),
+                image.len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                image.fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.image = image.len();
+        Ok(())
+    }
+
+    /// Replaces the image's range with fresh anonymous memory (zeros, nothing backed),
+    /// discarding the file mapping and every page an instance copied from it.
+    fn unmap_image(&mut self) -> io::Result<()> {
+        if self.image == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range lies inside this reservation; its previous user is gone.
+        let address = unsafe {
+            libc::mmap(
+                self.base.as_ptr().cast(),
+                self.image,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: advice on the mapping just made; failure only loses the advice.
+        unsafe { libc::madvise(address, self.image, libc::MADV_NOHUGEPAGE) };
+        self.image = 0;
+        Ok(())
     }
 
     /// Makes exactly the first `bytes` bytes accessible.
@@ -202,6 +266,7 @@ impl Reservation {
     /// Makes every byte of the accessible part zero, by zeroing the few backed pages in place
     /// when the page map says there are few, and by dropping them all otherwise.
     fn empty(&mut self, page_map: Option<&File>) -> io::Result<()> {
+        self.unmap_image()?;
         if self.accessible == 0 {
             return Ok(());
         }
@@ -374,6 +439,7 @@ impl LinearMemory for PooledMemory {
 
     fn reset(&mut self) -> Result<(), MemoryError> {
         let region = self.region();
+        region.unmap_image().map_err(region_error)?;
         region.drop_pages().map_err(region_error)?;
         region.set_accessible(0).map_err(region_error)?;
         self.size = Pages(0);

@@ -6,6 +6,7 @@ mod engine;
 mod guest_files;
 mod instance;
 mod memory_cap;
+mod memory_image;
 mod memory_pool;
 mod mounts;
 mod root_fs;
