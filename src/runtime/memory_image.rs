@@ -37,9 +37,9 @@ impl MemoryImage {
     /// The image of `wasm`'s data segments and `wasm` without them, when the module has one
     /// memory of its own and enough data for an image to pay; `None` leaves it as it is. A
     /// segment whose place is not a constant, or that does not fit, also leaves it as it is, so
-    /// the engine reports it as it would.
+    /// the engine reports it as it would; so does a module that does not parse.
     pub fn split(wasm: &[u8]) -> anyhow::Result<Option<(Vec<u8>, MemoryImage)>> {
-        let Some(segments) = Segments::read(wasm)? else {
+        let Ok(Some(segments)) = Segments::read(wasm) else {
             return Ok(None);
         };
         let data_bytes: usize = segments.active.iter().map(|s| s.bytes.len()).sum();

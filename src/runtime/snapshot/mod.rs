@@ -49,7 +49,8 @@ impl PreinitSetting {
             PreinitSetting::Auto => DEFAULT_INIT_EXPORT,
             PreinitSetting::Function(name) => name,
         };
-        if exports_function(wasm, wanted)? {
+        // A module that does not parse is reported by the compiler, with its own words.
+        if exports_function(wasm, wanted).unwrap_or(false) {
             Ok(Some(wanted.to_string()))
         } else if matches!(self, PreinitSetting::Function(_)) {
             bail!(
