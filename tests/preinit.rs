@@ -62,6 +62,7 @@ fn requests_start_from_the_snapshot_and_read_their_own_environment() {
                 "mark-now=from-annotation",
                 "argv=preinit --flag",
                 "big=absent",
+                "init-file=-",
             ],
         );
     }
@@ -112,6 +113,7 @@ fn preinit_is_off_with_the_flag_or_the_annotation() {
         "mark-now=from-annotation",
         "argv=preinit --flag",
         "big=absent",
+        "init-file=-",
     ];
     let package = preinit_package("");
     let server = serve(
@@ -179,6 +181,32 @@ fn snapshots_are_cached_rebuilt_when_damaged_and_when_an_input_changes() {
     let server = serve(package.path(), &cache, &["--", "extra"]);
     assert!(server.log_contains(built), "{}", server.logs());
     assert_eq!(state_lines(&server, "/")[4], "argv=preinit --flag extra");
+}
+
+#[test]
+fn a_changed_file_in_a_read_only_mount_rebuilds_the_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("mark"), "one\n").unwrap();
+    // Package [fs] volumes are read-only.
+    let package = preinit_package(&format!(
+        "\n[fs]\n\"/etc/preinit\" = \"{}\"",
+        conf.display()
+    ));
+    let cache = work.path().join("cache");
+    let server = serve(package.path(), &cache, &[]);
+    assert_eq!(state_lines(&server, "/")[6], "init-file=one");
+    drop(server);
+
+    std::fs::write(conf.join("mark"), "two, longer\n").unwrap();
+    let server = serve(package.path(), &cache, &[]);
+    assert!(
+        server.log_contains("snapshot cached for the next start"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(state_lines(&server, "/")[6], "init-file=two, longer");
 }
 
 #[test]

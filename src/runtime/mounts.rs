@@ -76,6 +76,8 @@ pub struct Mount {
     pub filesystem: Arc<dyn FileSystem + Send + Sync>,
     /// What the files are, for the host's own use (serving static files).
     pub origin: MountOrigin,
+    /// Whether the guest is refused writes (container volumes, package `[fs]`, `:ro`).
+    pub read_only: bool,
 }
 
 /// Where a mount's files come from.
@@ -131,6 +133,7 @@ impl Mount {
             guest: spec.guest.clone(),
             filesystem,
             origin: MountOrigin::Host(root),
+            read_only: spec.read_only,
         })
     }
 }
@@ -157,6 +160,7 @@ impl Mount {
             guest: guest.to_string(),
             filesystem,
             origin,
+            read_only: true,
         }
     }
 }

@@ -206,6 +206,7 @@ mod tests {
             guest: "/data".into(),
             filesystem: Arc::new(virtual_fs::mem_fs::FileSystem::default()),
             origin: MountOrigin::Other,
+            read_only: false,
         }
     }
 

@@ -158,7 +158,14 @@ impl SnapshotSource<'_> {
         for mount in &spec.mounts {
             shape.push_str(&format!("|mount {:?} ", mount.guest));
             match &mount.origin {
-                MountOrigin::Host(path) => shape.push_str(&format!("host {path:?}")),
+                // What init read there (php.ini, ...) may have changed since: a read-only
+                // directory's files are part of the key. A writable one (a site being edited
+                // live) is known by its path only, or every write would cost a new snapshot;
+                // an interpreter revalidates the scripts it compiled from there itself.
+                MountOrigin::Host(path) if mount.read_only => {
+                    shape.push_str(&format!("host {path:?} {}", tree_fingerprint(path)))
+                }
+                MountOrigin::Host(path) => shape.push_str(&format!("host {path:?} writable")),
                 MountOrigin::Volume { volume, inside } => shape.push_str(&format!(
                     "volume {inside:?} {}",
                     volume_fingerprint(volume, inside)
@@ -169,6 +176,47 @@ impl SnapshotSource<'_> {
         }
         shape
     }
+}
+
+/// Entries of a read-only host directory looked at for the key; a larger tree is known by its
+/// path and the entries up to this many.
+const FINGERPRINT_ENTRIES: usize = 50_000;
+
+/// A digest of a host directory's tree: names, sizes and modification times.
+fn tree_fingerprint(root: &Path) -> String {
+    let mut listing = String::new();
+    let mut pending = vec![root.to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            seen += 1;
+            if seen > FINGERPRINT_ENTRIES {
+                return sha256_hex(listing.as_bytes());
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_nanos());
+            listing.push_str(&format!(
+                "{:?} {} {modified}\n",
+                entry.path().strip_prefix(root).unwrap_or(&entry.path()),
+                metadata.len()
+            ));
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    sha256_hex(listing.as_bytes())
 }
 
 /// A digest of a container volume's tree (names, sizes, content hashes where the container
