@@ -1,34 +1,49 @@
-//! hello.py and hello.php through wcgi (CPython and php-cgi for WASI, one instance per request)
-//! and through Debian's native `python3` and `php-cgi` behind lighttpd's mod_cgi, measured in
-//! the same run: medians of 50 sequential requests and their ratio. Needs lighttpd, python3
-//! and php8.2-cgi (`apt-get install lighttpd python3 php8.2-cgi`); a missing native
-//! interpreter skips its row. Run with `cargo bench --bench interpreters`.
+//! hello.py and hello.php through wcgi (CPython and php-cgi for WASI, one instance per request),
+//! once with the module's pre-initialisation snapshot (when it exports `wizer.initialize`) and
+//! once with `--no-preinit`, and through what a host would run natively: Debian's `python3`
+//! and `php-cgi` behind lighttpd's mod_cgi, and Debian's PHP-FPM with OPcache (a static pool
+//! of two workers) behind lighttpd's mod_fastcgi. All in the same run on the same scripts:
+//! medians of 50 sequential requests, and each wcgi row's ratio to the native rows.
+//!
+//! Needs lighttpd, python3, php8.2-cgi, php8.2-fpm and php8.2-opcache (`apt-get install
+//! lighttpd python3 php8.2-cgi php8.2-fpm php8.2-opcache`); a missing one is named in one line
+//! and its row skipped. Run with `cargo bench --bench interpreters`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/lighttpd.rs"]
 mod lighttpd;
+#[path = "support/php_fpm.rs"]
+mod php_fpm;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Server, client, php_interpreter, python_interpreter};
-use lighttpd::{Lighttpd, installed};
+use lighttpd::{Lighttpd, installed, lighttpd_binary};
+use php_fpm::PhpFpm;
 
 const REQUESTS: usize = 50;
 const HELLO_PY: &str = "import os\nprint('Content-Type: text/plain')\nprint()\nprint('hello from python', os.environ.get('QUERY_STRING', ''))\n";
 const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello from php ', $_SERVER['QUERY_STRING'], \"\\n\";\n";
+/// Served by PHP-FPM once, so that its row is known to run with OPcache on.
+const OPCACHE_PHP: &str = "<?php\nheader('Content-Type: text/plain');\nvar_export(opcache_get_status(false)['opcache_enabled'] ?? false);\n";
+
+/// The wcgi rows: the snapshot (whenever the module can have one) and without.
+const WCGI_ROWS: [(&str, &[&str]); 2] = [
+    ("wcgi (snapshot)", &[]),
+    ("wcgi (--no-preinit)", &["--no-preinit"]),
+];
 
 /// One interpreter, served both ways.
 struct Case {
     script: &'static str,
-    source: &'static str,
     /// What the response starts with.
     greeting: &'static str,
-    /// The native interpreter lighttpd runs, if installed.
-    native: Option<PathBuf>,
     /// The wcgi package serving the same script from the docroot.
     manifest: String,
+    /// The native servers for it: (row name, name in ratios, base URL).
+    peers: Vec<(&'static str, &'static str, String)>,
 }
 
 fn median_of(url: &str, greeting: &str) -> Duration {
@@ -53,16 +68,85 @@ fn median_of(url: &str, greeting: &str) -> Duration {
     times[REQUESTS / 2]
 }
 
+/// One line naming a peer that cannot run and what to install; its row is skipped.
+fn missing(peer: &str, reason: &str, install: &str) {
+    eprintln!("*** MISSING PEER: {peer} ({reason}): its row is skipped; {install} ***");
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
 fn main() {
     let work = tempfile::tempdir().unwrap();
     let docroot = work.path().join("www");
     std::fs::create_dir(&docroot).unwrap();
+    std::fs::write(docroot.join("hello.py"), HELLO_PY).unwrap();
+    std::fs::write(docroot.join("hello.php"), HELLO_PHP).unwrap();
+    std::fs::write(docroot.join("opcache.php"), OPCACHE_PHP).unwrap();
+
+    let have_lighttpd = lighttpd_binary().is_some();
+    if !have_lighttpd {
+        missing(
+            "lighttpd",
+            "not installed",
+            "apt-get install lighttpd (every native row needs it)",
+        );
+    }
+    let python = installed(&["/usr/bin/python3"]);
+    let php_cgi = installed(&["/usr/bin/php-cgi8.2", "/usr/bin/php-cgi"]);
+    if python.is_none() {
+        missing("python3", "no /usr/bin/python3", "apt-get install python3");
+    }
+    if php_cgi.is_none() {
+        missing(
+            "php-cgi",
+            "no /usr/bin/php-cgi8.2",
+            "apt-get install php8.2-cgi",
+        );
+    }
+    let cgi_interpreters: Vec<(&str, &Path)> = [(".py", &python), (".php", &php_cgi)]
+        .into_iter()
+        .filter_map(|(extension, binary)| Some((extension, binary.as_deref()?)))
+        .collect();
+    let cgi = (have_lighttpd && !cgi_interpreters.is_empty())
+        .then(|| Lighttpd::start(&docroot, &cgi_interpreters, &[], ""));
+
+    // PHP-FPM's pool and the lighttpd in front of it; dropped (both stopped) at the end.
+    let fpm = match php_fpm::binary() {
+        None => {
+            missing(
+                "PHP-FPM+OPcache",
+                "no /usr/sbin/php-fpm8.2",
+                php_fpm::INSTALL,
+            );
+            None
+        }
+        Some(_) if !have_lighttpd => None,
+        Some(binary) => match PhpFpm::start(&binary, &[], &[]) {
+            Err(reason) => {
+                missing("PHP-FPM+OPcache", &reason, php_fpm::INSTALL);
+                None
+            }
+            Ok(pool) => {
+                let front = Lighttpd::start_fastcgi(&docroot, ".php", pool.socket(), &[], "");
+                let probe = client().get(front.url("/opcache.php")).send().unwrap();
+                let probe = probe.text().unwrap();
+                assert_eq!(
+                    probe,
+                    "true",
+                    "OPcache is off in PHP-FPM; its log:\n{}",
+                    pool.log()
+                );
+                Some((front, pool))
+            }
+        },
+    };
+
     let cases = [
         Case {
             script: "hello.py",
-            source: HELLO_PY,
             greeting: "hello from python",
-            native: installed(&["/usr/bin/python3"]),
             manifest: format!(
                 "[[module]]\nname = \"python\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\n\
                  name = \"hello\"\nmodule = \"python\"\nrunner = \"wcgi\"\n\n\
@@ -70,12 +154,15 @@ fn main() {
                 python_interpreter().join("python.wasm").display(),
                 docroot.display()
             ),
+            peers: cgi
+                .iter()
+                .filter(|_| python.is_some())
+                .map(|server| ("python3 (mod_cgi)", "python3", server.url("")))
+                .collect(),
         },
         Case {
             script: "hello.php",
-            source: HELLO_PHP,
             greeting: "hello from php",
-            native: installed(&["/usr/bin/php-cgi8.2", "/usr/bin/php-cgi"]),
             manifest: format!(
                 "[[module]]\nname = \"php\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\n\
                  name = \"hello\"\nmodule = \"php\"\nrunner = \"wcgi\"\n\n\
@@ -84,48 +171,86 @@ fn main() {
                 php_interpreter().join("php-cgi.wasm").display(),
                 docroot.display()
             ),
+            peers: fpm
+                .iter()
+                .map(|(front, _)| ("PHP-FPM+OPcache", "PHP-FPM+OPcache", front.url("")))
+                .chain(
+                    cgi.iter()
+                        .filter(|_| php_cgi.is_some())
+                        .map(|server| ("php-cgi (mod_cgi)", "php-cgi", server.url(""))),
+                )
+                .collect(),
         },
     ];
-    for case in &cases {
-        std::fs::write(docroot.join(case.script), case.source).unwrap();
-    }
-    let interpreters: Vec<(String, &Path)> = cases
-        .iter()
-        .filter_map(|case| {
-            let extension = Path::new(case.script).extension()?.to_str()?;
-            Some((format!(".{extension}"), case.native.as_deref()?))
-        })
-        .collect();
-    let interpreters: Vec<(&str, &Path)> = interpreters
-        .iter()
-        .map(|(extension, binary)| (extension.as_str(), *binary))
-        .collect();
-    let lighttpd = Lighttpd::start(&docroot, &interpreters, &[], "");
 
     println!("median of {REQUESTS} sequential requests, same run, same script:");
+    let mut without_snapshot = Vec::new();
     for case in &cases {
+        let path = format!("/{}", case.script);
         let package = work.path().join(case.script.replace('.', "-"));
         std::fs::create_dir(&package).unwrap();
         std::fs::write(package.join("wasmer.toml"), &case.manifest).unwrap();
-        let server = Server::start(&[&package]);
-        let wasm = median_of(&server.url(&format!("/{}", case.script)), case.greeting);
-        drop(server);
-        let Some(native_binary) = &case.native else {
+        // The native rows first: the wcgi rows' ratios need them.
+        let peers: Vec<(&str, &str, Duration)> = case
+            .peers
+            .iter()
+            .map(|(name, short, base_url)| {
+                (
+                    *name,
+                    *short,
+                    median_of(&format!("{base_url}{path}"), case.greeting),
+                )
+            })
+            .collect();
+        for (name, extra) in WCGI_ROWS {
+            let mut args: Vec<&Path> = vec![&package];
+            args.extend(extra.iter().map(Path::new));
+            let server = Server::start(&args);
+            let median = median_of(&server.url(&path), case.greeting);
+            if extra.is_empty() && !server.logs().contains("pre-initialised with") {
+                without_snapshot.push(case.script);
+            }
+            let ratios: Vec<String> = peers
+                .iter()
+                .map(|(_, short, peer)| format!("{:.2}× {short}", ms(median) / ms(*peer)))
+                .collect();
+            let ratios = if ratios.is_empty() {
+                "(no native row to compare with)".to_string()
+            } else {
+                format!("= {}", ratios.join(", "))
+            };
             println!(
-                "  {:<10} wcgi {:>7.1} ms   native: not installed, no ratio",
+                "  {:<10} {name:<20} {:>7.2} ms  {ratios}",
                 case.script,
-                wasm.as_secs_f64() * 1e3
+                ms(median)
             );
-            continue;
-        };
-        let native = median_of(&lighttpd.url(&format!("/{}", case.script)), case.greeting);
+        }
+        for (name, _, median) in &peers {
+            println!("  {:<10} {name:<20} {:>7.2} ms", case.script, ms(*median));
+        }
+    }
+    if !without_snapshot.is_empty() {
         println!(
-            "  {:<10} wcgi {:>7.1} ms   native {} via lighttpd mod_cgi {:>6.1} ms   ratio {:.2}×",
-            case.script,
-            wasm.as_secs_f64() * 1e3,
-            native_binary.display(),
-            native.as_secs_f64() * 1e3,
-            wasm.as_secs_f64() / native.as_secs_f64()
+            "  (no wizer.initialize export for {}: its snapshot row ran without one, as --no-preinit)",
+            without_snapshot.join(", ")
         );
+    }
+    let mut natives = Vec::new();
+    if cgi.is_some() {
+        let binaries: Vec<String> = [&python, &php_cgi]
+            .into_iter()
+            .flatten()
+            .map(|path| path.display().to_string())
+            .collect();
+        natives.push(format!("{} via lighttpd mod_cgi", binaries.join(", ")));
+    }
+    if fpm.is_some() {
+        natives.push(format!(
+            "PHP-FPM+OPcache: {} (static pool of 2) via lighttpd mod_fastcgi",
+            php_fpm::binary().unwrap().display()
+        ));
+    }
+    if !natives.is_empty() {
+        println!("  native: {}", natives.join("; "));
     }
 }

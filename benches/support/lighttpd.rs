@@ -1,7 +1,8 @@
-//! Native baselines for benchmarks: Debian's lighttpd with mod_cgi on a free loopback port,
-//! running Debian's own interpreters.
+//! Native baselines for benchmarks: Debian's lighttpd on a free loopback port, running Debian's
+//! own interpreters through mod_cgi, or handing PHP to a PHP-FPM pool through mod_fastcgi.
 #![allow(dead_code)] // each benchmark uses a different part
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Lighttpd {
     child: Child,
     pub port: u16,
+    /// Its configuration, removed after it stops.
+    _config_dir: tempfile::TempDir,
 }
 
 impl Drop for Lighttpd {
@@ -29,35 +32,90 @@ impl Lighttpd {
         extra_modules: &[&str],
         extra_config: &str,
     ) -> Lighttpd {
-        let port = free_port();
         let assignments: Vec<String> = interpreters
             .iter()
             .map(|(extension, binary)| format!("\"{extension}\" => \"{}\"", binary.display()))
             .collect();
-        // Modules that map URLs (mod_indexfile, mod_fastcgi...) go before mod_cgi.
+        Lighttpd::launch(
+            docroot,
+            "mod_cgi",
+            &format!("cgi.assign = ({})", assignments.join(", ")),
+            extra_modules,
+            extra_config,
+        )
+    }
+
+    /// Serves `docroot`, handing files ending in `extension` (`".php"`) to the FastCGI server
+    /// listening on the unix socket `socket` (a PHP-FPM pool) through mod_fastcgi, as a PHP
+    /// host would; otherwise like `start`.
+    pub fn start_fastcgi(
+        docroot: &Path,
+        extension: &str,
+        socket: &Path,
+        extra_modules: &[&str],
+        extra_config: &str,
+    ) -> Lighttpd {
+        // check-local: lighttpd answers 404 itself for scripts that are not in the docroot,
+        // and sets SCRIPT_FILENAME from the docroot, which PHP-FPM runs.
+        Lighttpd::launch(
+            docroot,
+            "mod_fastcgi",
+            &format!(
+                "fastcgi.server = (\"{extension}\" => ((\"socket\" => \"{}\", \"check-local\" => \"enable\")))",
+                socket.display()
+            ),
+            extra_modules,
+            extra_config,
+        )
+    }
+
+    /// Starts lighttpd with `handler_module` and its configuration, and waits until it listens.
+    fn launch(
+        docroot: &Path,
+        handler_module: &str,
+        handler_config: &str,
+        extra_modules: &[&str],
+        extra_config: &str,
+    ) -> Lighttpd {
+        let port = free_port();
+        // Modules that map URLs (mod_indexfile, mod_setenv...) go before the one that runs
+        // scripts (mod_cgi, mod_fastcgi).
         let modules: Vec<String> = extra_modules
             .iter()
-            .chain(&["mod_cgi"])
+            .chain(&[handler_module])
             .map(|module| format!("\"{module}\""))
             .collect();
-        let config_dir = tempfile::tempdir().unwrap().keep();
-        let config = config_dir.join("lighttpd.conf");
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("lighttpd.conf");
         std::fs::write(
             &config,
             format!(
                 "server.document-root = \"{}\"\nserver.port = {port}\nserver.bind = \"127.0.0.1\"\n\
-                 server.modules = ({})\ncgi.assign = ({})\n{extra_config}\n",
+                 server.modules = ({})\n{handler_config}\n{extra_config}\n",
                 docroot.display(),
                 modules.join(", "),
-                assignments.join(", ")
             ),
         )
         .unwrap();
-        let child = Command::new("lighttpd")
+        let binary = lighttpd_binary().unwrap_or_else(|| PathBuf::from("lighttpd"));
+        let mut command = Command::new(binary);
+        command
             .args(["-D", "-f"])
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        // SAFETY: only prctl, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // A benchmark killed outside the terminal (no Ctrl-C to the whole group) does
+                // not run Drop: lighttpd gets SIGTERM when the thread that started it ends.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .expect("lighttpd is needed for this benchmark: apt-get install lighttpd");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -65,7 +123,11 @@ impl Lighttpd {
             assert!(Instant::now() < deadline, "lighttpd did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Lighttpd { child, port }
+        Lighttpd {
+            child,
+            port,
+            _config_dir: config_dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -83,6 +145,18 @@ pub fn installed(candidates: &[&str]) -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|path| path.exists())
+}
+
+/// The lighttpd to run: the one on `$PATH`, else Debian's in `/usr/sbin` (which a user's
+/// `$PATH` may lack).
+pub fn lighttpd_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("lighttpd"))
+                .find(|candidate| candidate.is_file())
+        })
+        .or_else(|| installed(&["/usr/sbin/lighttpd"]))
 }
 
 /// A loopback port nothing listens on right now.
