@@ -147,6 +147,26 @@ case '/lock-ex':
     echo $written, ' ', flock($file, LOCK_SH) ? 'locked' : 'refused', ' ', file_get_contents('/data/locked.txt'), "\n";
     break;
 case '/random': echo strlen(random_bytes(16)), ' ', random_int(1, 6) <= 6 ? 'ok' : 'bad', "\n"; break;
+case '/seeds':
+    // Everything PHP seeds lazily: a snapshot must not hand one seed to every request.
+    session_start();
+    echo json_encode([
+        'mt_rand' => [mt_rand(), mt_rand(), mt_rand()],
+        'rand' => rand(),
+        'shuffle' => str_shuffle('abcdefghijklmnop'),
+        'lcg_value' => lcg_value(),
+        'uniqid' => uniqid('', true),
+        'session_id' => session_id(),
+        'random_bytes' => bin2hex(random_bytes(8)),
+    ]);
+    break;
+case '/opcache':
+    $status = opcache_get_status(false);
+    echo json_encode([
+        'enabled' => $status['opcache_enabled'],
+        'index_cached' => opcache_is_script_cached('/app/index.php'),
+    ]);
+    break;
 default: http_response_code(400); echo "unknown probe\n";
 }
 "#;
@@ -216,6 +236,74 @@ fn php_sees_requests_and_shapes_responses() {
         server.get_text("/probe.php/lock-ex"),
         (200, "7 locked written\n".into())
     );
+}
+
+#[test]
+fn requests_from_one_snapshot_share_no_random_state() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &[]);
+    assert!(
+        server.log_contains("pre-initialised with `wizer.initialize`"),
+        "the template's php-cgi must run from a snapshot: {}",
+        server.logs()
+    );
+    let seeds = || -> serde_json::Value { server.get("/probe.php/seeds").json().unwrap() };
+    let (first, second) = (seeds(), seeds());
+    for key in [
+        "mt_rand",
+        "rand",
+        "shuffle",
+        "lcg_value",
+        "uniqid",
+        "session_id",
+        "random_bytes",
+    ] {
+        assert!(!first[key].is_null(), "{key}: {first}");
+        assert_ne!(first[key], second[key], "{key} repeats across requests");
+    }
+}
+
+#[test]
+fn opcache_starts_with_the_sites_scripts_and_an_edit_is_seen_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    // OPcache leaves out files changed in the last 2 s (opcache.file_update_protection: they
+    // may be half-written), so the script the test checks is made older than that.
+    let script = project.join("app/index.php");
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&script)
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
+    let server = serve(&project, &[]);
+    // index.php was compiled in the snapshot: no request has run it yet.
+    let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
+    assert_eq!(
+        status,
+        serde_json::json!({"enabled": true, "index_cached": true})
+    );
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+    let edited = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("Hello, ", "Edited, ");
+    std::fs::write(&script, edited).unwrap();
+    for _ in 0..3 {
+        assert!(server.get_text("/").1.contains("Edited, world!"));
+    }
+    // Without the snapshot, nothing is compiled before a request.
+    drop(server);
+    let server = serve(&project, &["--no-preinit"]);
+    let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
+    assert_eq!(
+        status,
+        serde_json::json!({"enabled": true, "index_cached": false})
+    );
+    assert!(server.get_text("/").1.contains("Edited, world!"));
 }
 
 #[test]
