@@ -28,6 +28,7 @@ BETTER_SQLITE3_VERSION=12.11.1
 BETTER_SQLITE3_SHA256=ebf0ed75a7a59dbcb3b24bbd014ef49d9f15bc328e4adcbf516f2a8fadfa2835
 BETTER_SQLITE3_INTEGRITY=sha512-dq9AtApgg5PGFtBzPFSBl3HZQjHok5gaQCM6zh2Yk0aSmDCs1CbnVI8/HgASQkNKsWFpseIO9beg5xxpYhbIfA==
 JOBS="${JOBS:-2}"
+STACK_SIZE=8388608                    # bytes of shadow stack (linear memory) for C code
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BASE="${WCGI_INTERPRETERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wcgi-interpreters}"
@@ -195,22 +196,24 @@ if [ ! -f "$SRC/.configured" ]; then
     (cd "$SRC" && run configure env \
         CC="$CC_WASI" AR=llvm-ar-14 RANLIB=llvm-ranlib-14 NM=llvm-nm-14 STRIP=llvm-strip-14 \
         CFLAGS="-O2 $WASI_DEFS -D_GNU_SOURCE" \
-        LDFLAGS="-Wl,-z,stack-size=8388608" LIBS="$WASI_LIBS" \
+        LDFLAGS="-Wl,-z,stack-size=$STACK_SIZE" LIBS="$WASI_LIBS" \
         SQLITE_CFLAGS="-I$DEPS/include" SQLITE_LIBS="-L$DEPS/lib -lsqlite3" \
         ac_cv_func_mkstemp=yes ac_cv_func_fork=yes \
         $NICE ./configure --host=wasm32-wasi \
         --disable-all --enable-cgi --disable-cli --disable-phpdbg --disable-fpm \
         --without-iconv --without-openssl --without-pear --disable-phar \
-        --disable-opcache --disable-opcache-jit --disable-zend-signals --without-pcre-jit \
+        --enable-opcache --disable-opcache-jit --disable-huge-code-pages \
+        --disable-zend-signals --without-pcre-jit \
         --disable-fiber-asm --without-valgrind --without-libxml \
         --enable-ctype --enable-filter --enable-tokenizer --enable-session \
         --with-sqlite3 --enable-pdo --with-pdo-sqlite \
         --enable-mbstring --disable-mbregex --enable-bcmath --enable-calendar --enable-fileinfo)
-    for d in HAVE_MKSTEMP HAVE_FORK PHP_CAN_SUPPORT_PROC_OPEN; do
+    for d in HAVE_MKSTEMP HAVE_FORK PHP_CAN_SUPPORT_PROC_OPEN ZEND_OPCACHE_STATIC; do
         grep -q "^#define $d 1" "$SRC/main/php_config.h" || { log "configure did not define $d"; exit 1; }
     done
     # libtool links php-cgi with -export-dynamic, which makes wasm-ld export ~2300 internal
-    # symbols (bigger module, no dead-code elimination). A WASI command exports only _start.
+    # symbols (bigger module, no dead-code elimination). A WASI command exports only _start
+    # (and php-cgi its pre-initialisation entry points, which say so in the source).
     sed -i '/^BUILD_CGI = /s/ -export-dynamic / /' "$SRC/Makefile"
     ! grep -q '^BUILD_CGI = .*-export-dynamic' "$SRC/Makefile" || { log "could not drop -export-dynamic"; exit 1; }
     touch "$SRC/.configured"
@@ -219,10 +222,15 @@ fi
 # ------------------------------------------------------------------ PHP: make
 log "make cgi (-j$JOBS; takes a few minutes, log: $LOGS/make.log)"
 # PHP_RPATHS= : configure turns -L dirs into -R/--rpath, which wasm-ld rejects.
-# --strip-debug: wasi-libc.a carries DWARF (~0.4 MB); the function names stay for backtraces.
+# --strip-debug: wasi-libc.a carries DWARF (~0.4 MB). (clang-14 also runs wasm-opt at the link
+# when binaryen is installed, which drops the name section.)
+# The stack size goes here, on the link line: PHP's configure does not pass LDFLAGS on to it
+# (without this the shadow stack is wasm-ld's default 64 KiB, and OPcache's optimizer, whose
+# alloca()s take up to 32 KiB each, runs over it into the static data).
 (cd "$SRC" && run make $NICE make -j"$JOBS" \
     EXTRA_CFLAGS="-include $HERE/wasi/wasi_compat.h -I$HERE/wasi/include" \
-    ZEND_EXTRA_LIBS="-L$DEPS/lib -lwcgi_wasi_stubs -Wl,--strip-debug" PHP_RPATHS= cgi)
+    ZEND_EXTRA_LIBS="-L$DEPS/lib -lwcgi_wasi_stubs -Wl,--strip-debug -Wl,-z,stack-size=$STACK_SIZE" \
+    PHP_RPATHS= cgi)
 
 RAW="$SRC/sapi/cgi/php-cgi"
 MOD="$B/php-cgi.wasm"
@@ -237,8 +245,10 @@ else
     cp "$RAW" "$MOD"
 fi
 
-# A WASI command: exports _start, imports only wasi_snapshot_preview1.
-python3 - "$MOD" <<'EOF' || { log "module check failed"; exit 1; }
+# A WASI command: exports _start and the pre-initialisation entry points (Wizer's convention:
+# wizer.initialize, wizer.resume; patch 0010), imports only wasi_snapshot_preview1, and has
+# the stack it was linked with (between the static data and the initial stack pointer).
+python3 - "$MOD" "$STACK_SIZE" <<'EOF' || { log "module check failed"; exit 1; }
 import sys
 data = open(sys.argv[1], "rb").read()
 assert data[:8] == b"\0asm\1\0\0\0", "not a wasm module"
@@ -247,11 +257,28 @@ def uleb(b, i):
     while True:
         x = b[i]; i += 1; r |= (x & 0x7f) << s; s += 7
         if x < 0x80: return r, i
+def sleb(b, i):
+    r = s = 0
+    while True:
+        x = b[i]; i += 1; r |= (x & 0x7f) << s; s += 7
+        if x < 0x80: return (r - (1 << s) if x & 0x40 else r), i
 def name(b, i):
     n, i = uleb(b, i); return b[i:i+n].decode(), i + n
-i, imports, exports = 8, set(), set()
+i, imports, exports, sp, data_end = 8, set(), set(), None, 0
 while i < len(data):
     sid = data[i]; size, j = uleb(data, i + 1); end = j + size
+    if sid == 6 and sp is None:  # the first global is __stack_pointer (i32, mutable, i32.const)
+        _, k = uleb(data, j)
+        if data[k] == 0x7f and data[k + 2] == 0x41: sp = sleb(data, k + 3)[0]
+    if sid == 11:
+        cnt, k = uleb(data, j)
+        for _ in range(cnt):
+            flags, k = uleb(data, k)
+            if flags == 2: _, k = uleb(data, k)
+            if flags in (0, 2):
+                assert data[k] == 0x41; off, k = sleb(data, k + 1); k += 1
+            else: off = 0
+            n, k = uleb(data, k); data_end = max(data_end, off + n); k += n
     if sid in (2, 7):
         cnt, j = uleb(data, j)
         for _ in range(cnt):
@@ -266,7 +293,10 @@ while i < len(data):
                 nm, j = name(data, j); j += 1; _, j = uleb(data, j); exports.add(nm)
     i = end
 assert imports == {"wasi_snapshot_preview1"}, f"unexpected import modules: {imports}"
-assert "_start" in exports, "no _start export"
+for e in ("_start", "wizer.initialize", "wizer.resume", "memory"):
+    assert e in exports, f"no {e} export (exports: {sorted(exports)})"
+assert sp is not None and sp - data_end >= int(sys.argv[2]), \
+    f"stack smaller than {sys.argv[2]} bytes (stack pointer {sp:#x}, data ends at {data_end:#x})"
 EOF
 
 # ------------------------------------------------------------------ package
@@ -279,7 +309,7 @@ cat > "$staging/wasmer.toml" <<EOF
 [package]
 name = "wcgi/php"
 version = "$PHP_VERSION"
-description = "php-cgi $PHP_VERSION for WASI (Core, standard, date, pcre, hash, json, random, spl, reflection, ctype, filter, tokenizer, session, mbstring, bcmath, calendar, fileinfo, sqlite3, pdo, pdo_sqlite), for wcgi apps"
+description = "php-cgi $PHP_VERSION for WASI (Core, standard, date, pcre, hash, json, random, spl, reflection, ctype, filter, tokenizer, session, mbstring, bcmath, calendar, fileinfo, sqlite3, pdo, pdo_sqlite, Zend OPcache), pre-initialisable, for wcgi apps"
 license = "PHP-3.01"
 
 [[module]]
