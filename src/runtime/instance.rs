@@ -138,7 +138,8 @@ impl GuestProgram {
         check_fits_memory_cap(&module, engine.max_memory)?;
         Ok(GuestProgram {
             runtime: engine.runtime.clone(),
-            hash: ModuleHash::new(&spec.wasm),
+            // Of the module as compiled: for a snapshot, its data is in the image.
+            hash: ModuleHash::new(&wasm),
             engine: instance_engine,
             imports: WasiImports::of(&module),
             module,
