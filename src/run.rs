@@ -6,8 +6,7 @@ use anyhow::Context;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
-use crate::package::PreinitAnnotation;
-use crate::package::{self, Cache, CommandSpec, Package};
+use crate::package::{self, Cache, CommandSpec, Package, PreinitAnnotation};
 use crate::runtime::{
     GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, PreinitSetting, ProgramSpec,
     Provenance, SnapshotSource,
