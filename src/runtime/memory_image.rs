@@ -18,9 +18,10 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
 
 use anyhow::Context;
-use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasm_encoder::{DataCountSection, DataSection, RawSection};
+use wasm_encoder::{DataCountSection, RawSection};
 use wasmparser::{DataKind, Operator, Parser, Payload, TypeRef};
+
+use super::wasm_sections::{section_bytes, without_active_segments};
 
 /// Modules with fewer bytes of data than this keep their data segments.
 const MIN_IMAGE_BYTES: usize = 1 << 20;
@@ -178,26 +179,14 @@ impl<'a> Segments<'a> {
                     module.section(&DataCountSection { count });
                 }
                 Payload::DataSection(data) if self.has_passive => {
-                    let mut section = DataSection::new();
-                    for datum in data.clone() {
-                        let datum = datum?;
-                        match datum.kind {
-                            DataKind::Passive => {
-                                RoundtripReencoder.parse_data(&mut section, datum)?
-                            }
-                            DataKind::Active { .. } => {
-                                section.passive(Vec::<u8>::new());
-                            }
-                        }
-                    }
-                    module.section(&section);
+                    module.section(&without_active_segments(data.clone(), true)?);
                 }
                 Payload::DataSection(_) => {}
                 payload => {
                     if let Some((id, range)) = payload.as_section() {
                         module.section(&RawSection {
                             id,
-                            data: &wasm[range.start as usize..range.end as usize],
+                            data: section_bytes(wasm, range),
                         });
                     }
                 }

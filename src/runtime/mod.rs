@@ -14,6 +14,7 @@ mod snapshot;
 mod sqlite_locks;
 mod stdio;
 mod wasi_imports;
+mod wasm_sections;
 mod watchdog;
 
 pub use engine::GuestEngine;

@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use wasm_encoder::{ExportKind, ExportSection, RawSection};
 use wasmparser::{ExternalKind, Parser, Payload, TypeRef, ValType};
 
+use crate::runtime::wasm_sections::section_bytes;
+
 /// Where a module keeps its mutable state, in the order the snapshot records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateLayout {
@@ -136,11 +138,6 @@ pub fn export_state(wasm: &[u8], layout: &StateLayout) -> anyhow::Result<Vec<u8>
         bail!("the module exports nothing, so it has no init function");
     }
     Ok(module.finish())
-}
-
-/// The bytes of a section the parser located.
-pub fn section_bytes(wasm: &[u8], range: std::ops::Range<u64>) -> &[u8] {
-    &wasm[range.start as usize..range.end as usize]
 }
 
 pub fn export_kind(kind: ExternalKind) -> anyhow::Result<ExportKind> {

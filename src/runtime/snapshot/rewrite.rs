@@ -15,7 +15,8 @@ use wasm_encoder::{
 };
 use wasmparser::{DataKind, ExternalKind, Parser, Payload};
 
-use super::instrument::{StateLayout, export_kind, section_bytes};
+use super::instrument::{StateLayout, export_kind};
+use crate::runtime::wasm_sections::{section_bytes, without_active_segments};
 
 /// Wizer's name for the function the snapshot's `_start` should be.
 pub const RESUME_EXPORT: &str = "wizer.resume";
@@ -127,20 +128,8 @@ pub fn write_snapshot(
                 module.section(&DataCountSection { count: data_count });
             }
             Payload::DataSection(data) => {
-                let mut section = DataSection::new();
-                for datum in data.clone() {
-                    let datum = datum?;
-                    match datum.kind {
-                        DataKind::Passive => reencoder.parse_data(&mut section, datum)?,
-                        // Init already copied it; an empty passive segment keeps the indices
-                        // of the segments after it (`memory.init` on an applied active
-                        // segment traps, as it does on an empty one).
-                        DataKind::Active { .. } if original.has_passive => {
-                            section.passive(Vec::<u8>::new());
-                        }
-                        DataKind::Active { .. } => {}
-                    }
-                }
+                // Init already applied the active segments: memory holds their bytes.
+                let mut section = without_active_segments(data.clone(), original.has_passive)?;
                 add_segments(&mut section, &segments, state, layout, &original);
                 module.section(&section);
             }
