@@ -135,7 +135,24 @@ pub struct PackArgs {
     /// Container format: 3, or 2 for runtimes that only read the older format.
     #[arg(long, default_value_t = 3, value_name = "2|3", value_parser = clap::value_parser!(u8).range(2..=3))]
     pub webc_version: u8,
+
+    /// Pre-initialise every command whose module exports an init function and embed the
+    /// snapshots, so that `wcgi run FILE.webc` starts without running them. A run with other
+    /// mounts, environment, arguments or --max-memory pre-initialises anew.
+    #[arg(long)]
+    pub preinit: bool,
+
+    /// The --max-memory the embedded snapshots are taken under (with --preinit).
+    #[arg(long, default_value = DEFAULT_MAX_MEMORY, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: u64,
+
+    /// Where dependencies come from (with --preinit).
+    #[command(flatten)]
+    pub source: PackageOptions,
 }
+
+/// `--max-memory` of `wcgi run`, and of the snapshots `wcgi pack --preinit` embeds.
+const DEFAULT_MAX_MEMORY: &str = "512MiB";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -185,7 +202,7 @@ pub struct RunArgs {
 
     /// Linear memory each instance may use (`64MiB`). A guest growing past it fails inside
     /// the guest and its request gets 500.
-    #[arg(long, default_value = "512MiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = DEFAULT_MAX_MEMORY, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: u64,
 
     /// Largest request body accepted; bigger bodies get 413 (e.g. `16MiB`, `512KiB`).

@@ -134,7 +134,16 @@ fn describe_command(out: &mut String, command: &CommandSpec) {
 
 /// Whether `wcgi run` pre-initialises the command, when that can be told without fetching.
 fn describe_preinit(command: &CommandSpec) -> Option<String> {
-    let setting = crate::run::preinit_setting(command, false);
+    let setting = crate::preinit::setting(command, false);
+    if let Some(snapshot) = command.embedded_snapshot.as_ref()
+        && setting != PreinitSetting::Off
+    {
+        return Some(format!(
+            "yes, snapshot embedded in the package ({}; used when run with its own volumes, \
+             environment and arguments)",
+            bytesize::ByteSize::b(snapshot.wasm.len() as u64)
+        ));
+    }
     let wasm = match &command.module {
         _ if setting == PreinitSetting::Off => {
             return Some("no (annotation preinit = false)".into());

@@ -7,6 +7,7 @@ mod digest;
 mod inspect;
 mod pack;
 mod package;
+mod preinit;
 mod run;
 mod runtime;
 mod server;

@@ -6,10 +6,10 @@ use anyhow::Context;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
-use crate::package::{self, Cache, CommandSpec, Package, PreinitAnnotation};
+use crate::package::{self, Cache, CommandSpec, Package};
+use crate::preinit;
 use crate::runtime::{
-    GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, PreinitSetting, ProgramSpec,
-    Provenance, SnapshotSource,
+    GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec, Provenance,
 };
 use crate::server::{self, AppState, ConnectionLimits, Limits};
 use crate::static_dirs;
@@ -83,24 +83,13 @@ fn prepare(
     } else {
         Vec::new()
     };
-    let annotation_env = command
-        .wasi
-        .env_pairs()
-        .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
-    let static_env = StaticEnv::from_layers([host_env, annotation_env, args.env.clone()]);
+    let static_env = static_env(command, host_env, args.env.clone())?;
     for name in static_env.ignored() {
         tracing::warn!(
             "ignoring configured {name}: it describes the request and is set per request"
         );
     }
 
-    let guest_args = command
-        .wasi
-        .main_args
-        .iter()
-        .chain(&args.args)
-        .cloned()
-        .collect();
     let max_guests = args
         .max_concurrency
         .map_or_else(default_concurrency, |n| n as usize);
@@ -110,20 +99,8 @@ fn prepare(
         max_guests,
         Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
     );
-    let spec = ProgramSpec {
-        name: command.name.clone(),
-        wasm,
-        args: guest_args,
-        mounts,
-        current_dir: command.wasi.cwd.clone(),
-    };
-    let spec = preinitialised(args, command, &engine, spec, &static_env).with_context(|| {
-        format!(
-            "command \"{}\": pre-initialisation failed (--no-preinit serves it without)",
-            command.name
-        )
-    })?;
-    let program = GuestProgram::compile(&engine, spec)
+    let spec = program_spec(command, wasm, mounts, &args.args);
+    let program = compile(args, command, &engine, spec, &static_env)
         .with_context(|| format!("command \"{}\"", command.name))?;
 
     AppState::new(
@@ -140,12 +117,68 @@ fn prepare(
     )
 }
 
-/// Whether `command` is pre-initialised, by its `preinit` annotation and `--no-preinit`.
-pub fn preinit_setting(command: &CommandSpec, disabled: bool) -> PreinitSetting {
-    match (&command.wcgi.preinit, disabled) {
-        (_, true) | (Some(PreinitAnnotation::Enabled(false)), _) => PreinitSetting::Off,
-        (None | Some(PreinitAnnotation::Enabled(true)), _) => PreinitSetting::Auto,
-        (Some(PreinitAnnotation::Function(name)), _) => PreinitSetting::Function(name.clone()),
+/// The environment every instance of `command` starts from: the host's (with
+/// `--forward-host-env`), under the command's annotations, under `--env`.
+pub fn static_env(
+    command: &CommandSpec,
+    host_env: Vec<(String, String)>,
+    cli_env: Vec<(String, String)>,
+) -> anyhow::Result<StaticEnv> {
+    let annotation_env = command
+        .wasi
+        .env_pairs()
+        .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
+    Ok(StaticEnv::from_layers([host_env, annotation_env, cli_env]))
+}
+
+/// The program `command` runs: its module, its `main-args` then `extra_args`, `mounts`.
+pub fn program_spec(
+    command: &CommandSpec,
+    wasm: bytes::Bytes,
+    mounts: Vec<Mount>,
+    extra_args: &[String],
+) -> ProgramSpec {
+    ProgramSpec {
+        name: command.name.clone(),
+        wasm,
+        args: command
+            .wasi
+            .main_args
+            .iter()
+            .chain(extra_args)
+            .cloned()
+            .collect(),
+        mounts,
+        current_dir: command.wasi.cwd.clone(),
+    }
+}
+
+/// The command's program, from its snapshot when it is pre-initialised. A snapshot the
+/// package carries that does not compile is replaced by one built here, never trusted.
+fn compile(
+    args: &RunArgs,
+    command: &CommandSpec,
+    engine: &GuestEngine,
+    spec: ProgramSpec,
+    static_env: &StaticEnv,
+) -> anyhow::Result<GuestProgram> {
+    let preinitialised = |command: &CommandSpec| {
+        preinitialised(args, command, engine, spec.clone(), static_env)
+            .context("pre-initialisation failed (--no-preinit serves it without)")
+    };
+    let (program, provenance) = preinitialised(command)?;
+    match GuestProgram::compile(engine, program) {
+        Err(error) if provenance == Some(Provenance::Embedded) => {
+            tracing::warn!(
+                "the snapshot in the package does not load ({error:#}); pre-initialising anew"
+            );
+            let without = CommandSpec {
+                embedded_snapshot: None,
+                ..command.clone()
+            };
+            GuestProgram::compile(engine, preinitialised(&without)?.0)
+        }
+        compiled => compiled,
     }
 }
 
@@ -156,36 +189,37 @@ fn preinitialised(
     engine: &GuestEngine,
     spec: ProgramSpec,
     static_env: &StaticEnv,
-) -> anyhow::Result<ProgramSpec> {
-    let setting = preinit_setting(command, args.no_preinit);
-    let Some(init_function) = setting.init_function(&spec.wasm)? else {
-        return Ok(spec);
-    };
-    let env: Vec<(String, String)> = static_env
-        .vars()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let cache_dir = Cache::new(args.source.cache_dir.clone()).snapshot_dir();
+) -> anyhow::Result<(ProgramSpec, Option<Provenance>)> {
     let started = std::time::Instant::now();
-    let (wasm, provenance) = SnapshotSource {
+    let Some(snapshot) = preinit::snapshot(
+        command,
+        &preinit::setting(command, args.no_preinit),
         engine,
-        spec: &spec,
-        env: &env,
-        init_function: &init_function,
-        cache_dir: Some(&cache_dir),
-    }
-    .load_or_build()?;
-    match provenance {
+        &spec,
+        static_env,
+        &Cache::new(args.source.cache_dir.clone()).snapshot_dir(),
+    )?
+    else {
+        return Ok((spec, None));
+    };
+    let function = &snapshot.init_function;
+    let elapsed = started.elapsed();
+    match snapshot.provenance {
+        Provenance::Embedded => tracing::info!(
+            "pre-initialised with `{function}`: snapshot from the package ({elapsed:.1?})"
+        ),
         Provenance::Cached => tracing::info!(
-            "pre-initialised with `{init_function}`: snapshot from the cache ({:.1?})",
-            started.elapsed()
+            "pre-initialised with `{function}`: snapshot from the cache ({elapsed:.1?})"
         ),
         Provenance::Built => tracing::info!(
-            "pre-initialised with `{init_function}` in {:.1?}; snapshot cached for the next start",
-            started.elapsed()
+            "pre-initialised with `{function}` in {elapsed:.1?}; snapshot cached for the next start"
         ),
     }
-    Ok(ProgramSpec { wasm, ..spec })
+    let spec = ProgramSpec {
+        wasm: snapshot.wasm,
+        ..spec
+    };
+    Ok((spec, Some(snapshot.provenance)))
 }
 
 /// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path

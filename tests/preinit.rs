@@ -227,7 +227,11 @@ fn an_init_function_that_fails_stops_start_up_with_one_line() {
         ]);
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        // The progress line ("running `wizer.initialize` …") aside, one line.
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO "))
+            .collect();
         assert_eq!(lines.len(), 1, "{stderr}");
         lines[0].to_string()
     };
@@ -283,5 +287,110 @@ fn inspect_says_whether_a_command_is_pre_initialised() {
     assert!(
         off.contains("    pre-initialised: no (annotation preinit = false)\n"),
         "{off}"
+    );
+}
+
+#[test]
+fn pack_preinit_embeds_the_snapshot_and_a_run_with_other_inputs_takes_its_own() {
+    let work = tempfile::tempdir().unwrap();
+    let package = preinit_package("\n[fs]\n\"/etc/preinit\" = \"conf\"");
+    std::fs::create_dir(package.path().join("conf")).unwrap();
+    std::fs::write(package.path().join("conf/mark"), "packed\n").unwrap();
+    let webc = work.path().join("preinit.webc");
+    let output = run_wcgi(&[
+        OsString::from("pack"),
+        package.path().into(),
+        "--preinit".into(),
+        "-o".into(),
+        webc.clone().into(),
+        "--cache-dir".into(),
+        work.path().join("pack-cache").into(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+
+    let inspected = run_wcgi(&[OsString::from("inspect"), webc.clone().into()]);
+    let inspected = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    assert!(
+        inspected.contains("    pre-initialised: yes, snapshot embedded in the package ("),
+        "{inspected}"
+    );
+
+    // A fresh cache: the snapshot comes from the container, init does not run.
+    let cache = work.path().join("cache");
+    let server = serve(&webc, &cache, &[]);
+    assert!(
+        server.log_contains("pre-initialised with `wizer.initialize`: snapshot from the package"),
+        "{}",
+        server.logs()
+    );
+    assert!(
+        !server.log_contains("ran `wizer.initialize`"),
+        "{}",
+        server.logs()
+    );
+    let lines = state_lines(&server, "/?q=1");
+    assert_eq!(lines[0], "from-snapshot=true init-runs=1");
+    assert_eq!(lines[1], "init-saw=from-annotation");
+    assert_eq!(lines[6], "init-file=packed");
+    drop(server);
+
+    // Another environment: the embedded snapshot does not fit, one is taken for this run.
+    let server = serve(&webc, &cache, &["--env", "PREINIT_MARK=changed"]);
+    assert!(
+        server.log_contains("the package's snapshot was taken with other inputs"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(state_lines(&server, "/")[1], "init-saw=changed");
+    drop(server);
+
+    // A damaged snapshot in the container is noticed and replaced, never served.
+    let snapshot = std::fs::read_dir(work.path().join("pack-cache/snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "wasm"))
+        .unwrap();
+    let snapshot = std::fs::read(snapshot).unwrap();
+    let mut container = std::fs::read(&webc).unwrap();
+    let at = container
+        .windows(snapshot.len())
+        .position(|window| window == snapshot)
+        .expect("the snapshot is in the container as it is");
+    container[at + snapshot.len() / 2] ^= 0xff;
+    let damaged = work.path().join("damaged.webc");
+    std::fs::write(&damaged, &container).unwrap();
+    let server = serve(&damaged, &work.path().join("cache-2"), &[]);
+    assert!(
+        server.log_contains("the package's snapshot is damaged; pre-initialising again"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        state_lines(&server, "/")[0],
+        "from-snapshot=true init-runs=1"
+    );
+}
+
+#[test]
+fn pack_preinit_of_a_package_without_an_init_function_is_refused() {
+    let package = fixture_package("hello", "hello", "");
+    let output = run_wcgi(&[
+        OsString::from("pack"),
+        package.path().into(),
+        "--preinit".into(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        format!(
+            "error: --preinit: no command of {} is pre-initialised (none exports \
+             `wizer.initialize` or names an init function with annotations.wcgi.preinit); pack \
+             without --preinit",
+            package.path().display()
+        )
+    );
+    assert!(
+        !package.path().join("hello-0.1.0.webc").exists(),
+        "nothing is written"
     );
 }

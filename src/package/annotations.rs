@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cgi::ScriptRouting;
 
@@ -53,6 +53,19 @@ pub struct WcgiAnnotation {
 pub enum PreinitAnnotation {
     Enabled(bool),
     Function(String),
+}
+
+/// The command annotation in which `wcgi pack --preinit` records the snapshot it embedded.
+pub const SNAPSHOT_ANNOTATION: &str = "wcgi-snapshot";
+
+/// What `wcgi pack --preinit` records of an embedded snapshot: the atom holding it, its
+/// checksum and the key of the inputs it was taken from (a run with other inputs pre-initialises anew).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAnnotation {
+    pub atom: String,
+    pub key: String,
+    /// The atom's sha256, as hex.
+    pub sha256: String,
 }
 
 /// The only CGI dialect wcgi speaks.

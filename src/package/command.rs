@@ -10,6 +10,7 @@ use super::Package;
 use super::annotations::{RFC_3875, WasiAnnotation, WcgiAnnotation};
 use super::reference::Reference;
 use super::registry::{Registry, RegistrySettings};
+use crate::runtime::EmbeddedSnapshot;
 
 /// Runner names that mean "serve this command with CGI".
 const WCGI_RUNNER: &str = "wcgi";
@@ -45,6 +46,8 @@ pub struct CommandSpec {
     pub module: ModuleSource,
     pub wasi: WasiAnnotation,
     pub wcgi: WcgiAnnotation,
+    /// The snapshot `wcgi pack --preinit` embedded for this command.
+    pub embedded_snapshot: Option<EmbeddedSnapshot>,
 }
 
 impl CommandSpec {
@@ -261,6 +264,7 @@ mod tests {
             module: ModuleSource::Bytes(Bytes::new()),
             wasi: WasiAnnotation::default(),
             wcgi: WcgiAnnotation::default(),
+            embedded_snapshot: None,
         }
     }
 

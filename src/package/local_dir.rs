@@ -103,6 +103,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Package> {
             module,
             wasi,
             wcgi,
+            embedded_snapshot: None,
         });
     }
 

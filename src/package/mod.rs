@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use bytes::Bytes;
 
-pub use annotations::PreinitAnnotation;
+pub use annotations::{PreinitAnnotation, SNAPSHOT_ANNOTATION, SnapshotAnnotation};
 pub use cache::Cache;
 pub use command::{CommandSpec, ModuleSource};
 pub use reference::Reference;
 pub use registry::{Registry, RegistrySettings};
+pub use webc_file::load as load_container;
 
 use crate::runtime::{Mount, MountSpec};
 

@@ -20,6 +20,7 @@ pub fn load(path: &Path, wasm: Bytes) -> Package {
             module: ModuleSource::Bytes(wasm),
             wasi: Default::default(),
             wcgi: Default::default(),
+            embedded_snapshot: None,
         }],
         version: None,
         origin: ".wasm file".to_string(),

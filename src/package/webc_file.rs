@@ -6,10 +6,12 @@ use bytes::Bytes;
 use webc::metadata::annotations::Atom;
 use webc::{Container, Version};
 
-use super::annotations::{WasiAnnotation, WcgiAnnotation, from_annotation_map};
+use super::annotations::{
+    SNAPSHOT_ANNOTATION, SnapshotAnnotation, WasiAnnotation, WcgiAnnotation, from_annotation_map,
+};
 use super::reference::Reference;
 use super::{CommandSpec, ModuleSource, Package};
-use crate::runtime::{Mount, guest_path};
+use crate::runtime::{EmbeddedSnapshot, Mount, guest_path};
 
 /// Loads a container; `label` names it in messages (a path, or what the user typed).
 pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
@@ -58,12 +60,17 @@ pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
             }
             (None, None) => bail!("{shown}: command \"{name}\" names no atom to run"),
         };
+        let embedded_snapshot =
+            from_annotation_map::<SnapshotAnnotation>(&command.annotations, SNAPSHOT_ANNOTATION)
+                .map_err(field)?
+                .and_then(|snapshot| embedded_snapshot(&container, name, snapshot));
         commands.push(CommandSpec {
             name: name.clone(),
             runner: command.runner.clone(),
             module,
             wasi,
             wcgi,
+            embedded_snapshot,
         });
     }
 
@@ -111,6 +118,28 @@ pub fn load(label: &str, bytes: Bytes) -> anyhow::Result<Package> {
         commands,
         volumes: Vec::new(),
         container_mounts,
+    })
+}
+
+/// The snapshot a command's annotation points to; one whose atom is missing is rebuilt at
+/// start-up, as if the package had none.
+fn embedded_snapshot(
+    container: &Container,
+    command: &str,
+    snapshot: SnapshotAnnotation,
+) -> Option<EmbeddedSnapshot> {
+    let Some(atom) = container.get_atom(&snapshot.atom) else {
+        tracing::warn!(
+            "command \"{command}\": the container lacks its snapshot atom \"{}\"; it will be \
+             pre-initialised at start-up",
+            snapshot.atom
+        );
+        return None;
+    };
+    Some(EmbeddedSnapshot {
+        key: snapshot.key,
+        sha256: snapshot.sha256,
+        wasm: atom.into_bytes(),
     })
 }
 

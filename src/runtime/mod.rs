@@ -21,5 +21,5 @@ pub use engine::GuestEngine;
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
-pub use snapshot::{PreinitSetting, Provenance, SnapshotSource};
+pub use snapshot::{EmbeddedSnapshot, PreinitSetting, Provenance, SnapshotSource};
 pub use stdio::{GuestLog, StdinSender, StdoutReceiver, stdin_channel, stdout_channel};

@@ -73,11 +73,24 @@ pub struct SnapshotSource<'a> {
     pub init_function: &'a str,
     /// Where snapshots are cached; `None` builds one every time.
     pub cache_dir: Option<&'a Path>,
+    /// A snapshot shipped inside the package (`wcgi pack --preinit`), used when it was taken
+    /// from the same inputs.
+    pub embedded: Option<&'a EmbeddedSnapshot>,
+}
+
+/// A snapshot a package carries, with the key of the inputs it was taken from.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSnapshot {
+    pub key: String,
+    /// The module's sha256, as hex: a damaged one is rebuilt, like a damaged cache entry.
+    pub sha256: String,
+    pub wasm: Bytes,
 }
 
 /// How a snapshot was obtained, for the start-up log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provenance {
+    Embedded,
     Cached,
     Built,
 }
@@ -85,7 +98,20 @@ pub enum Provenance {
 impl SnapshotSource<'_> {
     /// The snapshot module: from the cache when a sound entry exists, else built (and stored).
     pub fn load_or_build(&self) -> anyhow::Result<(Bytes, Provenance)> {
-        let entry = self.cache_dir.map(|dir| self.entry(dir));
+        let key = self.key();
+        if let Some(embedded) = self.embedded {
+            if embedded.key != key {
+                tracing::info!(
+                    "the package's snapshot was taken with other inputs (mounts, environment, \
+                     arguments, --max-memory or wcgi version); pre-initialising for these"
+                );
+            } else if sha256_hex(&embedded.wasm) != embedded.sha256 {
+                tracing::warn!("the package's snapshot is damaged; pre-initialising again");
+            } else {
+                return Ok((embedded.wasm.clone(), Provenance::Embedded));
+            }
+        }
+        let entry = self.cache_dir.map(|dir| CacheEntry::new(dir, &key));
         if let Some(entry) = &entry
             && let Some(snapshot) = entry.load()
         {
@@ -103,6 +129,11 @@ impl SnapshotSource<'_> {
     /// Runs the init function and writes the snapshot of what it left.
     fn build(&self) -> anyhow::Result<Vec<u8>> {
         let started = Instant::now();
+        tracing::info!(
+            "command \"{}\": running `{}` to take its snapshot…",
+            self.spec.name,
+            self.init_function
+        );
         let wasm = &self.spec.wasm;
         let layout = StateLayout::of(wasm)?;
         let instrumented = instrument::export_state(wasm, &layout)?;
@@ -131,12 +162,10 @@ impl SnapshotSource<'_> {
         Ok(snapshot)
     }
 
-    fn entry(&self, dir: &Path) -> CacheEntry {
-        let key = sha256_hex(self.shape().as_bytes());
-        CacheEntry {
-            module: dir.join(format!("{key}.wasm")),
-            checksum: dir.join(format!("{key}.sha256")),
-        }
+    /// The digest of everything that shapes the snapshot: the cache's file name, and what a
+    /// package records of the snapshot it embeds.
+    pub fn key(&self) -> String {
+        sha256_hex(self.shape().as_bytes())
     }
 
     /// Everything that shapes a snapshot, as text to hash.
@@ -246,6 +275,13 @@ struct CacheEntry {
 }
 
 impl CacheEntry {
+    fn new(dir: &Path, key: &str) -> Self {
+        CacheEntry {
+            module: dir.join(format!("{key}.wasm")),
+            checksum: dir.join(format!("{key}.sha256")),
+        }
+    }
+
     fn load(&self) -> Option<Bytes> {
         let expected = std::fs::read_to_string(&self.checksum).ok()?;
         let bytes = std::fs::read(&self.module).ok()?;

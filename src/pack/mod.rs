@@ -1,6 +1,8 @@
 //! `wcgi pack`: a wasmer.toml directory becomes one `.webc` (v3) file, so users can ship a
 //! single file that `wcgi run` serves exactly as it served the directory.
 
+mod snapshots;
+
 use std::path::{Path, PathBuf};
 
 use crate::atomic_file::write_atomically;
@@ -23,6 +25,11 @@ pub fn pack(args: &PackArgs) -> anyhow::Result<()> {
     let v3 = container
         .serialize()
         .map_err(|error| anyhow::anyhow!("cannot write the container: {error}"))?;
+    let v3 = if args.preinit {
+        snapshots::embed(v3, args)?
+    } else {
+        v3
+    };
     let bytes = match args.webc_version {
         2 => webc::migration::v3_to_v2(v3)
             .map_err(|error| anyhow::anyhow!("cannot convert the container to webc v2: {error}"))?
