@@ -15,7 +15,7 @@ use webc::v3::{ChecksumAlgorithm, SignatureAlgorithm, Timestamps};
 use webc::{Container, PathSegment, Version, Volume};
 
 use crate::cli::PackArgs;
-use crate::digest::sha256_hex;
+use crate::digest::checksum;
 use crate::package::{self, Cache, SNAPSHOT_ANNOTATION, SnapshotAnnotation};
 use crate::preinit;
 use crate::run;
@@ -111,7 +111,7 @@ fn with_atoms(v3: Bytes, snapshots: Vec<Embedded>) -> anyhow::Result<Bytes> {
         let annotation = ciborium::Value::serialized(&SnapshotAnnotation {
             atom: snapshot.atom,
             key: snapshot.key,
-            sha256: sha256_hex(&snapshot.wasm),
+            checksum: checksum(&snapshot.wasm),
         })
         .context("cannot encode the snapshot annotation")?;
         manifest

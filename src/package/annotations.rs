@@ -64,8 +64,8 @@ pub const SNAPSHOT_ANNOTATION: &str = "wcgi-snapshot";
 pub struct SnapshotAnnotation {
     pub atom: String,
     pub key: String,
-    /// The atom's sha256, as hex.
-    pub sha256: String,
+    /// The atom's checksum (`xxh3-128:HEX`).
+    pub checksum: String,
 }
 
 /// The only CGI dialect wcgi speaks.

@@ -138,7 +138,7 @@ fn embedded_snapshot(
     };
     Some(EmbeddedSnapshot {
         key: snapshot.key,
-        sha256: snapshot.sha256,
+        checksum: snapshot.checksum,
         wasm: atom.into_bytes(),
     })
 }

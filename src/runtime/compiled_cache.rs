@@ -13,7 +13,7 @@ use anyhow::Context;
 use wasmer::{Engine, Module};
 
 use crate::atomic_file::write_atomically;
-use crate::digest::sha256_hex;
+use crate::digest::{checksum, sha256_hex};
 
 fn entry_paths(dir: &Path, wasm: &[u8], max_memory: u64) -> (PathBuf, PathBuf) {
     let target = wasmer_types::target::Target::default();
@@ -28,7 +28,7 @@ fn entry_paths(dir: &Path, wasm: &[u8], max_memory: u64) -> (PathBuf, PathBuf) {
     let key = sha256_hex(shape.as_bytes());
     (
         dir.join(format!("{key}.bin")),
-        dir.join(format!("{key}.sha256")),
+        dir.join(format!("{key}.checksum")),
     )
 }
 
@@ -42,8 +42,8 @@ pub fn load_or_compile(
     let Some(dir) = dir else {
         return Module::new(engine, wasm).context("the module does not compile");
     };
-    let (artifact, checksum) = entry_paths(dir, wasm, max_memory);
-    if let Some(module) = load(engine, &artifact, &checksum) {
+    let (artifact, checksum_file) = entry_paths(dir, wasm, max_memory);
+    if let Some(module) = load(engine, &artifact, &checksum_file) {
         tracing::debug!("loaded the compiled module from {}", artifact.display());
         return Ok(module);
     }
@@ -59,7 +59,7 @@ pub fn load_or_compile(
     match module.serialize() {
         Ok(bytes) => {
             let stored = write_atomically(&artifact, &bytes)
-                .and_then(|()| write_atomically(&checksum, sha256_hex(&bytes).as_bytes()));
+                .and_then(|()| write_atomically(&checksum_file, checksum(&bytes).as_bytes()));
             if let Err(error) = stored {
                 tracing::warn!("cannot cache the compiled module: {error:#}");
             }
@@ -69,10 +69,10 @@ pub fn load_or_compile(
     Ok(module)
 }
 
-fn load(engine: &Engine, artifact: &Path, checksum: &Path) -> Option<Module> {
-    let expected = std::fs::read_to_string(checksum).ok()?;
+fn load(engine: &Engine, artifact: &Path, checksum_file: &Path) -> Option<Module> {
+    let expected = std::fs::read_to_string(checksum_file).ok()?;
     let bytes = std::fs::read(artifact).ok()?;
-    if sha256_hex(&bytes) != expected.trim() {
+    if checksum(&bytes) != expected.trim() {
         tracing::warn!(
             "compiled module {} is damaged; compiling again",
             artifact.display()

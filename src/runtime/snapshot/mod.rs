@@ -22,7 +22,7 @@ use super::engine::GuestEngine;
 use super::instance::{GuestProgram, ProgramSpec};
 use super::mounts::MountOrigin;
 use crate::atomic_file::write_atomically;
-use crate::digest::sha256_hex;
+use crate::digest::{checksum, sha256_hex};
 use instrument::StateLayout;
 
 /// Wizer's name for the init function, used when the command names none.
@@ -82,8 +82,8 @@ pub struct SnapshotSource<'a> {
 #[derive(Debug, Clone)]
 pub struct EmbeddedSnapshot {
     pub key: String,
-    /// The module's sha256, as hex: a damaged one is rebuilt, like a damaged cache entry.
-    pub sha256: String,
+    /// The module's [`checksum`]: a damaged one is rebuilt, like a damaged cache entry.
+    pub checksum: String,
     pub wasm: Bytes,
 }
 
@@ -105,7 +105,7 @@ impl SnapshotSource<'_> {
                     "the package's snapshot was taken with other inputs (mounts, environment, \
                      arguments, --max-memory or wcgi version); pre-initialising for these"
                 );
-            } else if sha256_hex(&embedded.wasm) != embedded.sha256 {
+            } else if checksum(&embedded.wasm) != embedded.checksum {
                 tracing::warn!("the package's snapshot is damaged; pre-initialising again");
             } else {
                 return Ok((embedded.wasm.clone(), Provenance::Embedded));
@@ -278,26 +278,29 @@ impl CacheEntry {
     fn new(dir: &Path, key: &str) -> Self {
         CacheEntry {
             module: dir.join(format!("{key}.wasm")),
-            checksum: dir.join(format!("{key}.sha256")),
+            checksum: dir.join(format!("{key}.checksum")),
         }
     }
 
     fn load(&self) -> Option<Bytes> {
         let expected = std::fs::read_to_string(&self.checksum).ok()?;
-        let bytes = std::fs::read(&self.module).ok()?;
-        if sha256_hex(&bytes) != expected.trim() {
+        let file = std::fs::File::open(&self.module).ok()?;
+        // SAFETY: entries are written to a temporary file renamed into place and never
+        // modified after, so the mapped file does not change under us.
+        let mapped = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        if checksum(&mapped) != expected.trim() {
             tracing::warn!(
                 "snapshot {} is damaged; pre-initialising again",
                 self.module.display()
             );
             return None;
         }
-        Some(bytes.into())
+        Some(Bytes::from_owner(mapped))
     }
 
     fn store(&self, snapshot: &[u8]) -> anyhow::Result<()> {
         write_atomically(&self.module, snapshot)?;
-        write_atomically(&self.checksum, sha256_hex(snapshot).as_bytes())
+        write_atomically(&self.checksum, checksum(snapshot).as_bytes())
     }
 }
 
