@@ -97,7 +97,7 @@ impl Tunables for MemoryCap {
         // SAFETY: the engine passes the instance's own definition, valid for its life.
         let memory = unsafe {
             self.pool
-                .memory(&capped, style, definition, self.image.as_deref())?
+                .memory(&capped, style, definition, self.image.as_ref())?
         };
         Ok(VMMemory(Box::new(memory)))
     }

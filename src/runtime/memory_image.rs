@@ -22,6 +22,7 @@ use wasm_encoder::{DataCountSection, RawSection};
 use wasmparser::{DataKind, Operator, Parser, Payload, TypeRef};
 
 use super::wasm_sections::{section_bytes, without_active_segments};
+use super::written_pages::WrittenPages;
 
 /// Modules with fewer bytes of data than this keep their data segments.
 const MIN_IMAGE_BYTES: usize = 1 << 20;
@@ -32,6 +33,7 @@ const MIN_IMAGE_BYTES: usize = 1 << 20;
 pub struct MemoryImage {
     file: File,
     len: usize,
+    written: WrittenPages,
 }
 
 impl MemoryImage {
@@ -83,7 +85,11 @@ impl MemoryImage {
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(MemoryImage { file, len })
+        Ok(MemoryImage {
+            file,
+            len,
+            written: WrittenPages::default(),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -92,6 +98,11 @@ impl MemoryImage {
 
     pub fn fd(&self) -> libc::c_int {
         self.file.as_raw_fd()
+    }
+
+    /// The pages instances of this image write.
+    pub fn written(&self) -> &WrittenPages {
+        &self.written
     }
 }
 

@@ -66,7 +66,7 @@ impl MemoryPool {
         ty: &MemoryType,
         style: &MemoryStyle,
         definition: NonNull<VMMemoryDefinition>,
-        image: Option<&MemoryImage>,
+        image: Option<&Arc<MemoryImage>>,
     ) -> Result<PooledMemory, MemoryError> {
         let reserved = static_reservation_len(style)?;
         let mut region = match self.take(reserved) {
@@ -144,13 +144,13 @@ fn region_error(error: io::Error) -> MemoryError {
 }
 
 /// One mapping: `accessible` bytes from its start are readable and writable, the rest is
-/// reserved and inaccessible; the first `image` bytes may be a memory image's file mapped
-/// copy-on-write. Unmapped when dropped.
+/// reserved and inaccessible; its start may be `image`'s file mapped copy-on-write. Unmapped
+/// when dropped.
 struct Reservation {
     base: NonNull<u8>,
     len: usize,
     accessible: usize,
-    image: usize,
+    image: Option<Arc<MemoryImage>>,
 }
 
 // SAFETY: the reservation is plain address space owned by this value alone; which thread
@@ -182,14 +182,15 @@ impl Reservation {
             base,
             len,
             accessible: 0,
-            image: 0,
+            image: None,
         })
     }
 
     /// Maps `image` privately over the start of the accessible part: reads see the image,
-    /// writes go to pages of this reservation's own.
-    fn map_image(&mut self, image: &MemoryImage) -> io::Result<()> {
-        if image.len() > self.accessible || self.image != 0 {
+    /// writes go to pages of this reservation's own. The pages instances of the image were
+    /// seen to write are copied in at once (see `written_pages`).
+    fn map_image(&mut self, image: &Arc<MemoryImage>) -> io::Result<()> {
+        if image.len() > self.accessible || self.image.is_some() {
             return Err(io::Error::other("the memory image does not fit"));
         }
         // SAFETY: the range lies inside this reservation, which nothing else uses; the file is
@@ -207,21 +208,41 @@ impl Reservation {
         if address == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        self.image = image.len();
+        self.image = Some(image.clone());
+        let page_size = page_size();
+        for run in image.written().runs().iter() {
+            // SAFETY: the run lies inside the image's range just mapped, which is readable and
+            // writable. Failure (a kernel before 5.14) only loses the head start.
+            unsafe {
+                libc::madvise(
+                    self.base.as_ptr().add(run.start * page_size).cast(),
+                    run.len() * page_size,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+        }
         Ok(())
     }
 
     /// Replaces the image's range with fresh anonymous memory (zeros, nothing backed),
-    /// discarding the file mapping and every page an instance copied from it.
-    fn unmap_image(&mut self) -> io::Result<()> {
-        if self.image == 0 {
+    /// discarding the file mapping and every page an instance copied from it. Before that,
+    /// while the image is still learning, tells it which pages this instance wrote.
+    fn unmap_image(&mut self, page_map: Option<&File>) -> io::Result<()> {
+        let Some(image) = self.image.take() else {
             return Ok(());
+        };
+        if let Some(page_map) = page_map
+            && image.written().learning()
+        {
+            image
+                .written()
+                .record(&self.page_map_entries(page_map, image.len())?);
         }
         // SAFETY: the range lies inside this reservation; its previous user is gone.
         let address = unsafe {
             libc::mmap(
                 self.base.as_ptr().cast(),
-                self.image,
+                image.len(),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
                 -1,
@@ -232,9 +253,21 @@ impl Reservation {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: advice on the mapping just made; failure only loses the advice.
-        unsafe { libc::madvise(address, self.image, libc::MADV_NOHUGEPAGE) };
-        self.image = 0;
+        unsafe { libc::madvise(address, image.len(), libc::MADV_NOHUGEPAGE) };
         Ok(())
+    }
+
+    /// The kernel's page-map entries of the first `len` bytes, one a page.
+    fn page_map_entries(&self, page_map: &File, len: usize) -> io::Result<Vec<u64>> {
+        let page_size = page_size();
+        let pages = len / page_size;
+        let mut entries = vec![0u64; pages];
+        // SAFETY: a `u64` slice viewed as its bytes, for reading into.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), pages * 8) };
+        let first_entry = (self.base.as_ptr() as usize / page_size * 8) as u64;
+        page_map.read_exact_at(bytes, first_entry)?;
+        Ok(entries)
     }
 
     /// Makes exactly the first `bytes` bytes accessible.
@@ -266,7 +299,7 @@ impl Reservation {
     /// Makes every byte of the accessible part zero, by zeroing the few backed pages in place
     /// when the page map says there are few, and by dropping them all otherwise.
     fn empty(&mut self, page_map: Option<&File>) -> io::Result<()> {
-        self.unmap_image()?;
+        self.unmap_image(page_map)?;
         if self.accessible == 0 {
             return Ok(());
         }
@@ -285,13 +318,7 @@ impl Reservation {
         // never been touched or was dropped, and reads as zeros.
         const BACKED: u64 = (1 << 63) | (1 << 62);
         let page_size = page_size();
-        let pages = self.accessible / page_size;
-        let mut entries = vec![0u64; pages];
-        // SAFETY: a `u64` slice viewed as its bytes, for reading into.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), pages * 8) };
-        let first_entry = (self.base.as_ptr() as usize / page_size * 8) as u64;
-        page_map.read_exact_at(bytes, first_entry)?;
+        let entries = self.page_map_entries(page_map, self.accessible)?;
         let backed = entries.iter().filter(|entry| *entry & BACKED != 0).count();
         if backed > KEEP_RESIDENT_PAGES {
             return Ok(false);
@@ -439,7 +466,7 @@ impl LinearMemory for PooledMemory {
 
     fn reset(&mut self) -> Result<(), MemoryError> {
         let region = self.region();
-        region.unmap_image().map_err(region_error)?;
+        region.unmap_image(None).map_err(region_error)?;
         region.drop_pages().map_err(region_error)?;
         region.set_accessible(0).map_err(region_error)?;
         self.size = Pages(0);
