@@ -22,7 +22,6 @@ use wasm_encoder::{DataCountSection, RawSection};
 use wasmparser::{DataKind, Operator, Parser, Payload, TypeRef};
 
 use super::wasm_sections::{section_bytes, without_active_segments};
-use super::written_pages::WrittenPages;
 
 /// Modules with fewer bytes of data than this keep their data segments.
 const MIN_IMAGE_BYTES: usize = 1 << 20;
@@ -33,7 +32,8 @@ const MIN_IMAGE_BYTES: usize = 1 << 20;
 pub struct MemoryImage {
     file: File,
     len: usize,
-    written: WrittenPages,
+    /// The file mapped read-only and shared: where a memory's written pages are restored from.
+    contents: memmap2::Mmap,
 }
 
 impl MemoryImage {
@@ -85,10 +85,12 @@ impl MemoryImage {
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: the file is sealed against writes and resizing, so the mapping never changes.
+        let contents = unsafe { memmap2::Mmap::map(&file)? };
         Ok(MemoryImage {
             file,
             len,
-            written: WrittenPages::default(),
+            contents,
         })
     }
 
@@ -100,9 +102,9 @@ impl MemoryImage {
         self.file.as_raw_fd()
     }
 
-    /// The pages instances of this image write.
-    pub fn written(&self) -> &WrittenPages {
-        &self.written
+    /// The image's bytes.
+    pub fn contents(&self) -> &[u8] {
+        &self.contents
     }
 }
 

@@ -9,11 +9,18 @@
 //!   zeroed in place: no system call changes the mapping, so no TLB shoot-down, and the next
 //!   instance finds them already mapped instead of faulting each one in;
 //! - a large one's pages are dropped (`MADV_DONTNEED`), so they read as zeros on next touch and
-//!   the memory goes back to the system.
+//!   the memory goes back to the system;
+//! - a memory image (see `memory_image`) stays mapped: the pages the instance wrote (the page
+//!   map tells them from the image's own pages) are copied back from the image in place, and
+//!   the reservation goes to the next instance of the same image. A mapping replaced on every
+//!   request made each page faulted twice (read, then copy on write), and the second fault
+//!   shoots down TLBs on every core (40% of php-cgi's hello.php under perf); kept resident, the
+//!   pages a program uses are simply there.
 //!
 //! Isolation does not depend on anything the previous guest did: every page that is backed at
-//! all is zeroed or dropped, pages past the new instance's size are made inaccessible again, and
-//! a reservation whose emptying fails is unmapped instead of reused.
+//! all is zeroed, dropped or restored from the image, pages past the new instance's size are
+//! made inaccessible again, and a reservation whose emptying fails is unmapped instead of
+//! reused.
 
 use std::fmt;
 use std::fs::File;
@@ -35,6 +42,15 @@ const KEEP_RESIDENT_PAGES: usize = 256;
 /// Memories larger than this are always given back to the kernel: reading their page map
 /// would cost more than faulting pages in again.
 const SCAN_LIMIT_BYTES: usize = 16 << 20;
+/// Pages of a memory image an instance may have written for the reservation to be restored
+/// in place; past it the image is mapped afresh (copying would cost more than faulting).
+const RESTORE_LIMIT_PAGES: usize = 8192;
+
+/// Page-map entry bits: present in RAM, in swap, and "file page or shared": a present page of
+/// a private file mapping without it is the process's own copy, made when it was written.
+const PRESENT: u64 = 1 << 63;
+const SWAPPED: u64 = 1 << 62;
+const FILE_PAGE: u64 = 1 << 61;
 
 /// Emptied reservations waiting for an instance.
 pub struct MemoryPool {
@@ -69,17 +85,12 @@ impl MemoryPool {
         image: Option<&Arc<MemoryImage>>,
     ) -> Result<PooledMemory, MemoryError> {
         let reserved = static_reservation_len(style)?;
-        let mut region = match self.take(reserved) {
+        let mut region = match self.take(reserved, image) {
             Some(region) => region,
             None => Reservation::map(reserved).map_err(region_error)?,
         };
         let size = ty.minimum;
-        let prepared = region
-            .set_accessible(size.bytes().0)
-            .and_then(|()| match image {
-                Some(image) => region.map_image(image),
-                None => Ok(()),
-            });
+        let prepared = region.prepare(size.bytes().0, image);
         if let Err(error) = prepared {
             self.give_back(region);
             return Err(region_error(error));
@@ -96,12 +107,16 @@ impl MemoryPool {
         Ok(memory)
     }
 
-    fn take(&self, len: usize) -> Option<Reservation> {
+    /// An idle reservation of `len` bytes, one that already holds `image` if there is one.
+    fn take(&self, len: usize, image: Option<&Arc<MemoryImage>>) -> Option<Reservation> {
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let index = idle.iter().rposition(|region| region.len == len)?;
+        let index = idle
+            .iter()
+            .rposition(|region| region.len == len && region.holds(image))
+            .or_else(|| idle.iter().rposition(|region| region.len == len))?;
         Some(idle.swap_remove(index))
     }
 
@@ -186,9 +201,33 @@ impl Reservation {
         })
     }
 
+    /// Whether the image's range holds `image` (restored), or no image when `None`.
+    fn holds(&self, image: Option<&Arc<MemoryImage>>) -> bool {
+        match (&self.image, image) {
+            (Some(held), Some(wanted)) => Arc::ptr_eq(held, wanted),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Makes exactly the first `bytes` bytes accessible, starting with `image` (or zeros),
+    /// keeping a mapping of that image already there.
+    fn prepare(&mut self, bytes: usize, image: Option<&Arc<MemoryImage>>) -> io::Result<()> {
+        if self.holds(image) {
+            return self.set_accessible(bytes);
+        }
+        // While the accessible part still covers the old image: its replacement is mapped
+        // readable and writable.
+        self.unmap_image()?;
+        self.set_accessible(bytes)?;
+        match image {
+            Some(image) => self.map_image(image),
+            None => Ok(()),
+        }
+    }
+
     /// Maps `image` privately over the start of the accessible part: reads see the image,
-    /// writes go to pages of this reservation's own. The pages instances of the image were
-    /// seen to write are copied in at once (see `written_pages`).
+    /// writes go to pages of this reservation's own.
     fn map_image(&mut self, image: &Arc<MemoryImage>) -> io::Result<()> {
         if image.len() > self.accessible || self.image.is_some() {
             return Err(io::Error::other("the memory image does not fit"));
@@ -209,35 +248,15 @@ impl Reservation {
             return Err(io::Error::last_os_error());
         }
         self.image = Some(image.clone());
-        let page_size = page_size();
-        for run in image.written().runs().iter() {
-            // SAFETY: the run lies inside the image's range just mapped, which is readable and
-            // writable. Failure (a kernel before 5.14) only loses the head start.
-            unsafe {
-                libc::madvise(
-                    self.base.as_ptr().add(run.start * page_size).cast(),
-                    run.len() * page_size,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
-        }
         Ok(())
     }
 
     /// Replaces the image's range with fresh anonymous memory (zeros, nothing backed),
-    /// discarding the file mapping and every page an instance copied from it. Before that,
-    /// while the image is still learning, tells it which pages this instance wrote.
-    fn unmap_image(&mut self, page_map: Option<&File>) -> io::Result<()> {
+    /// discarding the file mapping and every page an instance copied from it.
+    fn unmap_image(&mut self) -> io::Result<()> {
         let Some(image) = self.image.take() else {
             return Ok(());
         };
-        if let Some(page_map) = page_map
-            && image.written().learning()
-        {
-            image
-                .written()
-                .record(&self.page_map_entries(page_map, image.len())?);
-        }
         // SAFETY: the range lies inside this reservation; its previous user is gone.
         let address = unsafe {
             libc::mmap(
@@ -257,15 +276,49 @@ impl Reservation {
         Ok(())
     }
 
-    /// The kernel's page-map entries of the first `len` bytes, one a page.
-    fn page_map_entries(&self, page_map: &File, len: usize) -> io::Result<Vec<u64>> {
+    /// Copies back from the image every page of its range an instance wrote, if there are at
+    /// most `RESTORE_LIMIT_PAGES`; says whether it did. The other pages are the image's own
+    /// (mapped from its file, never written) or not present (they fault in from the file).
+    fn restore_image(&mut self, page_map: &File) -> io::Result<bool> {
+        let Some(image) = self.image.clone() else {
+            return Ok(true);
+        };
+        let entries = self.page_map_entries(page_map, 0, image.len())?;
+        let written =
+            |entry: &u64| (entry & PRESENT != 0 && entry & FILE_PAGE == 0) || entry & SWAPPED != 0;
+        if entries.iter().filter(|entry| written(entry)).count() > RESTORE_LIMIT_PAGES {
+            return Ok(false);
+        }
+        let page_size = page_size();
+        let contents = image.contents();
+        for (index, _) in entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| written(entry))
+        {
+            let offset = index * page_size;
+            // SAFETY: the page lies inside the image's range of this reservation, readable,
+            // writable and used by nothing else; the source is the image's own page.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    contents[offset..offset + page_size].as_ptr(),
+                    self.base.as_ptr().add(offset),
+                    page_size,
+                )
+            };
+        }
+        Ok(true)
+    }
+
+    /// The kernel's page-map entries of `len` bytes from `start`, one a page.
+    fn page_map_entries(&self, page_map: &File, start: usize, len: usize) -> io::Result<Vec<u64>> {
         let page_size = page_size();
         let pages = len / page_size;
         let mut entries = vec![0u64; pages];
         // SAFETY: a `u64` slice viewed as its bytes, for reading into.
         let bytes =
             unsafe { std::slice::from_raw_parts_mut(entries.as_mut_ptr().cast::<u8>(), pages * 8) };
-        let first_entry = (self.base.as_ptr() as usize / page_size * 8) as u64;
+        let first_entry = ((self.base.as_ptr() as usize + start) / page_size * 8) as u64;
         page_map.read_exact_at(bytes, first_entry)?;
         Ok(entries)
     }
@@ -296,54 +349,67 @@ impl Reservation {
         Ok(())
     }
 
-    /// Makes every byte of the accessible part zero, by zeroing the few backed pages in place
-    /// when the page map says there are few, and by dropping them all otherwise.
+    /// Makes the accessible part what a new instance expects: the image's range restored (or
+    /// unmapped when that would cost too much), every other byte zero, by zeroing the few
+    /// backed pages in place when the page map says there are few, and by dropping them all
+    /// otherwise.
     fn empty(&mut self, page_map: Option<&File>) -> io::Result<()> {
-        self.unmap_image(page_map)?;
-        if self.accessible == 0 {
+        let restored = match page_map {
+            Some(page_map) => self.restore_image(page_map)?,
+            None => false,
+        };
+        if !restored {
+            self.unmap_image()?;
+        }
+        let from = self.image.as_ref().map_or(0, |image| image.len());
+        if self.accessible <= from {
             return Ok(());
         }
         if let Some(page_map) = page_map
-            && self.accessible <= SCAN_LIMIT_BYTES
-            && self.zero_backed_pages(page_map)?
+            && self.accessible - from <= SCAN_LIMIT_BYTES
+            && self.zero_backed_pages(page_map, from)?
         {
             return Ok(());
         }
-        self.drop_pages()
+        self.drop_pages(from)
     }
 
-    /// Zeroes the backed pages if there are at most `KEEP_RESIDENT_PAGES`; says whether it did.
-    fn zero_backed_pages(&mut self, page_map: &File) -> io::Result<bool> {
-        // Page-map entries: bit 63 "present in RAM", bit 62 "in swap". A page with neither has
-        // never been touched or was dropped, and reads as zeros.
-        const BACKED: u64 = (1 << 63) | (1 << 62);
+    /// Zeroes the backed pages from `from` if there are at most `KEEP_RESIDENT_PAGES`; says
+    /// whether it did.
+    fn zero_backed_pages(&mut self, page_map: &File, from: usize) -> io::Result<bool> {
+        // A page neither present nor swapped has never been touched or was dropped, and reads
+        // as zeros.
+        let backed = |entry: &u64| entry & (PRESENT | SWAPPED) != 0;
         let page_size = page_size();
-        let entries = self.page_map_entries(page_map, self.accessible)?;
-        let backed = entries.iter().filter(|entry| *entry & BACKED != 0).count();
-        if backed > KEEP_RESIDENT_PAGES {
+        let entries = self.page_map_entries(page_map, from, self.accessible - from)?;
+        if entries.iter().filter(|entry| backed(entry)).count() > KEEP_RESIDENT_PAGES {
             return Ok(false);
         }
         for (index, _) in entries
             .iter()
             .enumerate()
-            .filter(|(_, entry)| **entry & BACKED != 0)
+            .filter(|(_, entry)| backed(entry))
         {
             // SAFETY: the page lies inside the accessible part of this reservation, which is
             // readable and writable and used by nothing else.
             unsafe {
-                std::ptr::write_bytes(self.base.as_ptr().add(index * page_size), 0, page_size)
+                std::ptr::write_bytes(
+                    self.base.as_ptr().add(from + index * page_size),
+                    0,
+                    page_size,
+                )
             };
         }
         Ok(true)
     }
 
-    /// Drops every page of the accessible part: the next reader sees zeros.
-    fn drop_pages(&mut self) -> io::Result<()> {
+    /// Drops every page of the accessible part from `from`: the next reader sees zeros.
+    fn drop_pages(&mut self, from: usize) -> io::Result<()> {
         // SAFETY: the range lies inside this reservation; its previous user is gone.
         let result = unsafe {
             libc::madvise(
-                self.base.as_ptr().cast(),
-                self.accessible,
+                self.base.as_ptr().add(from).cast(),
+                self.accessible - from,
                 libc::MADV_DONTNEED,
             )
         };
@@ -466,8 +532,8 @@ impl LinearMemory for PooledMemory {
 
     fn reset(&mut self) -> Result<(), MemoryError> {
         let region = self.region();
-        region.unmap_image(None).map_err(region_error)?;
-        region.drop_pages().map_err(region_error)?;
+        region.unmap_image().map_err(region_error)?;
+        region.drop_pages(0).map_err(region_error)?;
         region.set_accessible(0).map_err(region_error)?;
         self.size = Pages(0);
         self.publish();

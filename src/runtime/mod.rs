@@ -16,7 +16,6 @@ mod stdio;
 mod wasi_imports;
 mod wasm_sections;
 mod watchdog;
-mod written_pages;
 
 pub use engine::GuestEngine;
 pub use guest_files::{GuestFiles, HostLocation};
