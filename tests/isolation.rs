@@ -96,3 +96,69 @@ fn globals_and_memory_start_fresh_in_every_instance() {
         );
     }
 }
+
+/// A module with a megabyte of data (so its memory starts as a mapped image) that checks three
+/// words a fresh instance must see as the module defines them: one inside the image (`AAAA`),
+/// one past it (zero) and one in a page it grows (zero). It answers whether they were, then
+/// overwrites all three.
+fn module_with_a_memory_image() -> String {
+    format!(
+        r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 32)
+  (data (i32.const 64) "Content-Type: text/plain\0d\0a\0d\0afresh\0a")
+  (data (i32.const 128) "Content-Type: text/plain\0d\0a\0d\0aLEAKED\0a")
+  (data (i32.const 1024) "{fill}")
+  (func (export "_start")
+    (local $grown i32)
+    (local.set $grown (i32.mul (memory.grow (i32.const 1)) (i32.const 65536)))
+    (if (i32.or
+          (i32.or
+            (i32.ne (i32.load (i32.const 8192)) (i32.const 0x41414141))
+            (i32.load (i32.const 0x180000)))
+          (i32.load (local.get $grown)))
+      (then
+        (i32.store (i32.const 0) (i32.const 128))
+        (i32.store (i32.const 4) (i32.const 35)))
+      (else
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.const 34))))
+    (i32.store (i32.const 8192) (i32.const 0x5EC12E7))
+    (i32.store (i32.const 0x180000) (i32.const 0x5EC12E7))
+    (i32.store (local.get $grown) (i32.const 0x5EC12E7))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"#,
+        fill = "A".repeat(1 << 20)
+    )
+}
+
+#[test]
+fn a_memory_image_is_whole_again_in_every_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("image.wasm");
+    std::fs::write(
+        &module,
+        wasmer::wat2wasm(module_with_a_memory_image().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    // One instance slot: every request reuses the reservation the previous one wrote in.
+    let server = Server::start(&[
+        module.as_os_str(),
+        "--max-concurrency".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert!(
+        server.log_contains("of initial memory mapped copy-on-write into each instance"),
+        "{}",
+        server.logs()
+    );
+    for request in 0..10 {
+        assert_eq!(
+            server.get_text("/"),
+            (200, "fresh\n".to_string()),
+            "request {request}"
+        );
+    }
+}
