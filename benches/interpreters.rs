@@ -19,7 +19,7 @@ mod php_fpm;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, php_interpreter, python_interpreter};
+use common::{Server, client, php_interpreter, python_interpreter, repo_root};
 use lighttpd::{Lighttpd, installed, lighttpd_binary};
 use php_fpm::PhpFpm;
 
@@ -167,9 +167,13 @@ fn main() {
                 "[[module]]\nname = \"php\"\nsource = \"{}\"\nabi = \"wasi\"\n\n[[command]]\n\
                  name = \"hello\"\nmodule = \"php\"\nrunner = \"wcgi\"\n\n\
                  [command.annotations.wcgi]\ndocument-root = \"/app\"\nscript-extensions = [\"php\"]\n\n\
-                 [fs]\n\"app\" = \"{}\"\n",
+                 [command.annotations.wasi]\n\
+                 env = [\"PHPRC=/etc/php\", \"WCGI_PHP_PRECOMPILE=/app\"]\n\n\
+                 [fs]\n\"app\" = \"{}\"\n\"/etc/php\" = \"{}\"\n",
                 php_interpreter().join("php-cgi.wasm").display(),
-                docroot.display()
+                docroot.display(),
+                // The php template's php.ini and start-up compile list, as `wcgi new` gives them.
+                repo_root().join("templates/php/php").display()
             ),
             peers: fpm
                 .iter()

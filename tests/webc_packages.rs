@@ -58,6 +58,11 @@ fn pack(dir: &Path, version: &str) -> PathBuf {
     assert!(stdout.starts_with("Packed test/suite into "), "{stdout}");
     let magic = std::fs::read(&output).unwrap();
     assert_eq!(&magic[..8], format!("\0webc00{version}").as_bytes());
+    // A file to ship, created as any tool creates one (0666 less the umask, 022 here), not
+    // private like a cache entry.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&output).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644, "{}", output.display());
     output
 }
 

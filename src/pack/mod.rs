@@ -5,7 +5,7 @@ mod snapshots;
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::write_atomically;
+use crate::atomic_file::write_atomically_shareable;
 use crate::cli::PackArgs;
 use crate::package::{self, ModuleSource};
 
@@ -54,7 +54,7 @@ pub fn pack(args: &PackArgs) -> anyhow::Result<()> {
             parent.display()
         );
     }
-    write_atomically(&output, &bytes)?;
+    write_atomically_shareable(&output, &bytes)?;
     println!(
         "Packed {} into {} ({})",
         package.display_name,
