@@ -501,3 +501,64 @@ mod tests {
         assert_eq!(guest_path("/"), "/");
     }
 }
+
+#[cfg(test)]
+mod containment_tests {
+    use super::*;
+
+    /// A mount root with a file, a relative link to it, links leading out (to a file and to a
+    /// directory) and an absolute link that stays inside; and the contained filesystem on it.
+    fn contained() -> (tempfile::TempDir, tempfile::TempDir, impl FileSystem) {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let real_root = std::fs::canonicalize(root.path()).unwrap();
+        std::fs::create_dir(real_root.join("dir")).unwrap();
+        std::fs::write(real_root.join("dir/public.txt"), "public").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, real_root.join(name)).unwrap()
+        };
+        link(Path::new("dir/public.txt"), "relative-link");
+        link(&real_root.join("dir/public.txt"), "absolute-inside");
+        link(&outside.path().join("secret.txt"), "out-file");
+        link(outside.path(), "out-dir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        let host_fs =
+            virtual_fs::host_fs::FileSystem::new(runtime.handle().clone(), &real_root).unwrap();
+        (root, outside, ContainedFileSystem::new(host_fs, real_root))
+    }
+
+    #[test]
+    fn paths_that_resolve_outside_the_root_are_refused() {
+        let (_root, _outside, fs) = contained();
+        for inside in [
+            "/dir/public.txt",
+            "/relative-link",
+            "/absolute-inside",
+            "/dir",
+            "/",
+        ] {
+            assert!(fs.metadata(Path::new(inside)).is_ok(), "{inside}");
+        }
+        for outside in ["/out-file", "/out-dir/secret.txt", "/out-dir"] {
+            assert_eq!(
+                fs.metadata(Path::new(outside)).unwrap_err(),
+                FsError::PermissionDenied,
+                "{outside}"
+            );
+        }
+        // Not there at all: its closest existing ancestor is inside, so the host says so.
+        assert_eq!(
+            fs.metadata(Path::new("/dir/missing.txt")).unwrap_err(),
+            FsError::EntryNotFound
+        );
+        // A file to be created under a link leading out is refused before it exists.
+        assert_eq!(
+            fs.metadata(Path::new("/out-dir/new.txt")).unwrap_err(),
+            FsError::PermissionDenied
+        );
+    }
+}
