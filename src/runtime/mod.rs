@@ -4,6 +4,7 @@
 mod compiled_cache;
 mod engine;
 mod guest_files;
+mod host_file;
 mod instance;
 mod memory_cap;
 mod memory_image;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use futures_util::future::BoxFuture;
+
+use super::host_file::HostFile;
 use wasmer_wasix::virtual_fs::{
     self, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig, ReadDir,
     VirtualFile,
@@ -278,16 +280,7 @@ impl<F> ContainedFileSystem<F> {
     /// created), its closest existing ancestor is checked. With `follow_last = false` the last
     /// component itself is not resolved (it may be a symlink that is only read, not followed).
     fn check(&self, path: &Path, follow_last: bool) -> virtual_fs::Result<()> {
-        let mut host_path = self.root.clone();
-        for component in path.components() {
-            match component {
-                std::path::Component::Normal(part) => host_path.push(part),
-                std::path::Component::ParentDir if host_path != self.root => {
-                    host_path.pop();
-                }
-                _ => {}
-            }
-        }
+        let mut host_path = self.host_path(path);
         if !follow_last && host_path != self.root {
             host_path.pop();
         }
@@ -299,6 +292,22 @@ impl<F> ContainedFileSystem<F> {
                 Location::Missing => return Err(FsError::EntryNotFound),
             }
         }
+    }
+
+    /// Where a guest path of this mount is on the host, `..` resolved within the root (as the
+    /// host filesystem resolves it).
+    fn host_path(&self, path: &Path) -> PathBuf {
+        let mut host_path = self.root.clone();
+        for component in path.components() {
+            match component {
+                std::path::Component::Normal(part) => host_path.push(part),
+                std::path::Component::ParentDir if host_path != self.root => {
+                    host_path.pop();
+                }
+                _ => {}
+            }
+        }
+        host_path
     }
 
     /// Resolves `host_path` (under the root). The kernel first, in one `openat2` that refuses
@@ -406,10 +415,19 @@ impl<F: FileSystem> FileOpener for ContainedFileSystem<F> {
         conf: &OpenOptionsConfig,
     ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
         self.check(path, true)?;
-        self.inner
-            .new_open_options()
-            .options(conf.clone())
-            .open(path)
+        // Opened here rather than by the host filesystem, whose files hand every call to
+        // another thread (see `host_file`); with its flags: truncating wins over appending,
+        // which the standard library would refuse together.
+        let host_path = self.host_path(path);
+        let file = std::fs::OpenOptions::new()
+            .read(conf.read())
+            .write(conf.write())
+            .create_new(conf.create_new())
+            .create(conf.create())
+            .append(conf.append() && !conf.truncate())
+            .truncate(conf.truncate())
+            .open(&host_path)?;
+        Ok(Box::new(HostFile::new(file, host_path)))
     }
 }
 
