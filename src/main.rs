@@ -5,6 +5,7 @@ mod cgi;
 mod cli;
 mod digest;
 mod inspect;
+mod modules_toml;
 mod pack;
 mod package;
 mod preinit;

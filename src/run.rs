@@ -1,17 +1,25 @@
 //! `wcgi run`: resolve the package, prepare its command once, then serve it.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
+use crate::modules_toml::{self, ModuleEntry};
 use crate::package::{self, Cache, CommandSpec, Package};
 use crate::preinit;
 use crate::runtime::{
-    GuestEngine, GuestFiles, GuestProgram, Mount, MountSpec, ProgramSpec, Provenance,
+    GuestEngine, GuestFiles, GuestLog, GuestProgram, Invocation, Mount, MountSpec, ProgramSpec,
+    Provenance, stdin_channel, stdout_channel,
 };
-use crate::server::{self, AppState, ConnectionLimits, Limits};
+use crate::server::{
+    self, App, AppState, Argv, ConnectionLimits, Limits, RoutePattern, RouteTable,
+};
 use crate::static_dirs;
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
@@ -19,9 +27,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Resolved before the async runtime starts: fetching may block on the network.
-    let package = package::resolve(&args.package, &args.source.settings())?;
-    let command = package.select_command(args.entrypoint.as_deref())?;
-    let wasm = command.load_module(&args.source.settings())?;
+    let (site_name, parts) = site_parts(&args)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -32,10 +38,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         // Opening mounts and building the WASI runtime need a Tokio context.
         let app = {
             let _context = runtime.enter();
-            prepare(&args, &package, command, wasm)?
+            prepare(&args, parts)?
         };
-        let banner_name = package.display_name.clone();
-        let command_name = command.name.clone();
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections.map(|n| n as usize),
@@ -45,27 +49,208 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             app,
             args.addr,
             connection_limits,
-            move |addr| {
-                format!("Serving {banner_name} (command \"{command_name}\") on http://{addr}")
-            },
+            move |addr| format!("Serving {site_name} on http://{addr}"),
         ))
     })();
     runtime.shutdown_timeout(EXIT_GRACE);
     result
 }
 
-/// Everything that can be checked or done once happens here, before listening.
-fn prepare(
-    args: &RunArgs,
-    package: &Package,
-    command: &CommandSpec,
+/// One app of the site, resolved: what it runs and where.
+struct Part {
+    route: RoutePattern,
+    /// How it is named in messages.
+    label: String,
+    package: Package,
+    command: CommandSpec,
     wasm: bytes::Bytes,
-) -> anyhow::Result<AppState> {
+    /// Its `[[module]]`, for a `modules.toml` site.
+    module: Option<ModuleEntry>,
+}
+
+/// What `wcgi run` serves, and its name for the banner: a package's command at `/...`, or
+/// every `[[module]]` of a `modules.toml` at its route.
+fn site_parts(args: &RunArgs) -> anyhow::Result<(String, Vec<Part>)> {
+    let settings = args.source.settings();
+    let file = Path::new(&args.package);
+    if !modules_toml::is_site_file(file) {
+        let package = package::resolve(&args.package, &settings)?;
+        let command = package.select_command(args.entrypoint.as_deref())?.clone();
+        let wasm = command.load_module(&settings)?;
+        let name = format!("{} (command \"{}\")", package.display_name, command.name);
+        let part = Part {
+            route: RoutePattern::Prefix(String::new()),
+            label: format!("command \"{}\"", command.name),
+            package,
+            command,
+            wasm,
+            module: None,
+        };
+        return Ok((name, vec![part]));
+    }
+    let entries = modules_toml::load(file)?;
+    // Two modules at one route are named before any is resolved (or adds its `_routes`).
+    RouteTable::new(
+        entries
+            .iter()
+            .map(|entry| (entry.route.clone(), module_label(entry), ()))
+            .collect(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut parts = Vec::new();
+    for entry in entries {
+        let label = module_label(&entry);
+        let resolved = (|| {
+            let package = package::resolve(&entry.module, &settings)?;
+            let command = package.select_command(entry.command.as_deref())?.clone();
+            let wasm = command.load_module(&settings)?;
+            anyhow::Ok((package, command, wasm))
+        })()
+        .with_context(|| format!("{}: {label}", file.display()))?;
+        let (package, command, wasm) = resolved;
+        parts.push(Part {
+            route: entry.route.clone(),
+            label,
+            package,
+            command,
+            wasm,
+            module: Some(entry),
+        });
+    }
+    let name = format!("{} ({} modules)", file.display(), parts.len());
+    Ok((name, parts))
+}
+
+/// How a `[[module]]` is named in messages.
+fn module_label(entry: &ModuleEntry) -> String {
+    format!("module {} at {}", entry.module, entry.route)
+}
+
+/// Everything that can be checked or done once happens here, before listening.
+fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<AppState> {
+    let max_guests = args
+        .max_concurrency
+        .map_or_else(default_concurrency, |n| n as usize);
+    // Once per process, whatever it serves: the engine, its memory cap and pool, the runtime.
+    let engine = GuestEngine::new(
+        args.max_memory,
+        max_guests,
+        Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
+    );
+    let is_site = parts.iter().any(|part| part.module.is_some());
+    let mut routes = Vec::new();
+    for part in parts {
+        // A single package's errors already name its command.
+        let app = match part.module {
+            Some(_) => prepare_app(args, &engine, &part).with_context(|| part.label.clone()),
+            None => prepare_app(args, &engine, &part),
+        }?;
+        if part.module.is_some() && app.program.exports_function(ROUTES_EXPORT) {
+            for (route, entrypoint) in sub_routes(&app, &part)? {
+                let label = format!("{} (`_routes`: {route} {entrypoint})", part.label);
+                let sub_app = App {
+                    entrypoint,
+                    ..app.clone()
+                };
+                routes.push((route, label, Arc::new(sub_app)));
+            }
+        }
+        routes.push((part.route, part.label, Arc::new(app)));
+    }
+    let site = RouteTable::new(routes).map_err(anyhow::Error::msg)?;
+    if is_site {
+        for (pattern, name, _) in site.iter() {
+            tracing::info!("route {pattern} → {name}");
+        }
+    }
+    AppState::new(
+        site,
+        Limits {
+            timeout: args.timeout,
+            max_body: args.max_body,
+            max_guests,
+            max_queue: args.max_queue,
+        },
+    )
+}
+
+/// The export WAGI calls once at start-up for a module's own routes.
+const ROUTES_EXPORT: &str = "_routes";
+
+/// What a module's `_routes` export prints, one `PATTERN ENTRYPOINT` a line: routes under the
+/// module's own, each served by that export. Run once, as WAGI does.
+fn sub_routes(app: &App, part: &Part) -> anyhow::Result<Vec<(RoutePattern, String)>> {
+    let (body, stdin) = stdin_channel(CancellationToken::new());
+    drop(body);
+    let (stdout, mut output) = stdout_channel(CancellationToken::new());
+    let invocation = Invocation {
+        env: app
+            .static_env
+            .vars()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        stdin,
+        stdout,
+        stderr: GuestLog::new(ROUTES_EXPORT),
+        deadline: tokio::time::Instant::now() + ROUTES_TIMEOUT,
+        abandoned: CancellationToken::new(),
+        entrypoint: ROUTES_EXPORT.to_string(),
+        argv: None,
+    };
+    let program = app.program.clone();
+    let handle = tokio::runtime::Handle::current();
+    let guest = std::thread::spawn(move || {
+        let _context = handle.enter();
+        program.run(invocation)
+    });
+    let mut printed = Vec::new();
+    while let Some(chunk) = output.blocking_recv() {
+        printed.extend_from_slice(&chunk);
+    }
+    let exit = guest
+        .join()
+        .map_err(|_| anyhow::anyhow!("`{ROUTES_EXPORT}` crashed the thread it ran on"))?;
+    if !exit.is_success() {
+        anyhow::bail!("`{ROUTES_EXPORT}` {exit}");
+    }
+    let mut routes = Vec::new();
+    for line in String::from_utf8_lossy(&printed).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            [] => {}
+            [pattern, entrypoint] => {
+                let route = RoutePattern::parse(pattern)
+                    .map_err(|error| anyhow::anyhow!("`{ROUTES_EXPORT}` printed {error}"))?
+                    .under(&part.route);
+                if !app.program.exports_function(entrypoint) {
+                    anyhow::bail!(
+                        "`{ROUTES_EXPORT}` routes {route} to `{entrypoint}`, which the module \
+                         does not export"
+                    );
+                }
+                routes.push((route, entrypoint.to_string()));
+            }
+            _ => anyhow::bail!(
+                "`{ROUTES_EXPORT}` printed {line:?}; each line must be `PATTERN ENTRYPOINT`"
+            ),
+        }
+    }
+    Ok(routes)
+}
+
+/// How long a module's `_routes` may run.
+const ROUTES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One app: its command compiled (or pre-initialised), its mounts, environment and files.
+fn prepare_app(args: &RunArgs, engine: &GuestEngine, part: &Part) -> anyhow::Result<App> {
+    let command = &part.command;
+    let module = part.module.as_ref();
     let routing = command
         .wcgi
         .script_routing()
         .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
-    let mounts = open_mounts(args, package)?;
+    let volumes = module.map_or(&[][..], |module| &module.volumes[..]);
+    let mounts = open_mounts(args, &part.package, volumes)?;
     let static_files =
         static_dirs::open(&args.static_dirs, command, &GuestFiles::new(mounts.clone()))?;
     for dir in static_files.dirs() {
@@ -83,52 +268,63 @@ fn prepare(
     } else {
         Vec::new()
     };
-    let static_env = static_env(command, host_env, args.env.clone())?;
+    let module_env = module.map_or_else(Vec::new, |module| module.environment.clone());
+    let static_env = static_env(command, host_env, module_env, args.env.clone())?;
     for name in static_env.ignored() {
         tracing::warn!(
             "ignoring configured {name}: it describes the request and is set per request"
         );
     }
 
-    let max_guests = args
-        .max_concurrency
-        .map_or_else(default_concurrency, |n| n as usize);
-    // Once per process, whatever it serves: the engine, its memory cap and pool, the runtime.
-    let engine = GuestEngine::new(
-        args.max_memory,
-        max_guests,
-        Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
-    );
-    let spec = program_spec(command, wasm, mounts, &args.args);
-    let program = compile(args, command, &engine, spec, &static_env)
+    let spec = program_spec(command, part.wasm.clone(), mounts, &args.args);
+    let program = compile(args, command, engine, spec, &static_env)
         .with_context(|| format!("command \"{}\"", command.name))?;
-
-    AppState::new(
-        program,
-        static_env,
-        routing,
-        static_files,
-        Limits {
-            timeout: args.timeout,
-            max_body: args.max_body,
-            max_guests,
-            max_queue: args.max_queue,
-        },
-    )
+    let mut app = App::new(Arc::new(program), static_env);
+    app.routing = routing;
+    app.static_files = static_files;
+    if let Some(module) = module {
+        if let Some(entrypoint) = &module.entrypoint {
+            if !app.program.exports_function(entrypoint) {
+                anyhow::bail!(
+                    "entrypoint `{entrypoint}` is not a function the module exports; fix \
+                     `entrypoint` or leave it out to call `_start`"
+                );
+            }
+            app.entrypoint = entrypoint.clone();
+        }
+        // WAGI's default: the request path, then the query's items.
+        app.argv = Argv::Template(module.argv.clone().unwrap_or_else(|| {
+            vec![
+                "${SCRIPT_NAME}${PATH_INFO}".to_string(),
+                "${ARGS}".to_string(),
+            ]
+        }));
+        app.slots = module
+            .http_max_concurrency
+            .map(|n| Arc::new(Semaphore::new(n.max(1) as usize)));
+    }
+    Ok(app)
 }
 
 /// The environment every instance of `command` starts from: the host's (with
-/// `--forward-host-env`), under the command's annotations, under `--env`.
+/// `--forward-host-env`), under the command's annotations, under a `modules.toml` module's
+/// `environment`, under `--env`.
 pub fn static_env(
     command: &CommandSpec,
     host_env: Vec<(String, String)>,
+    module_env: Vec<(String, String)>,
     cli_env: Vec<(String, String)>,
 ) -> anyhow::Result<StaticEnv> {
     let annotation_env = command
         .wasi
         .env_pairs()
         .map_err(|error| anyhow::anyhow!("command \"{}\": {error}", command.name))?;
-    Ok(StaticEnv::from_layers([host_env, annotation_env, cli_env]))
+    Ok(StaticEnv::from_layers([
+        host_env,
+        annotation_env,
+        module_env,
+        cli_env,
+    ]))
 }
 
 /// The program `command` runs: its module, its `main-args` then `extra_args`, `mounts`.
@@ -222,12 +418,23 @@ fn preinitialised(
     Ok((spec, Some(snapshot.provenance)))
 }
 
-/// Package volumes, then `--mapdir`, then `--dir`; a later mount at the same guest path
-/// replaces an earlier one (so `--mapdir /app:./app` overrides the package's `/app`).
-fn open_mounts(args: &RunArgs, package: &Package) -> anyhow::Result<Vec<Mount>> {
+/// Package volumes, then a `modules.toml` module's `volumes`, then `--mapdir`, then `--dir`;
+/// a later mount at the same guest path replaces an earlier one (so `--mapdir /app:./app`
+/// overrides the package's `/app`).
+fn open_mounts(
+    args: &RunArgs,
+    package: &Package,
+    module_volumes: &[MountSpec],
+) -> anyhow::Result<Vec<Mount>> {
     let mut specs: Vec<(MountSpec, String)> = Vec::new();
     for volume in &package.volumes {
         specs.push((volume.clone(), format!("volume {}", volume.guest)));
+    }
+    for volume in module_volumes {
+        specs.push((
+            volume.clone(),
+            format!("volumes \"{}\" = {}", volume.guest, volume.host.display()),
+        ));
     }
     for mapdir in &args.mapdir {
         specs.push((

@@ -98,8 +98,14 @@ pub struct CgiRequest<'a> {
     pub local: SocketAddr,
     /// Length of the body the guest will read on stdin; `None` when the request has no body.
     pub body_len: Option<u64>,
-    /// The script the request runs, when the command routes scripts under a document root;
-    /// without one the whole path is `PATH_INFO` of the one program.
+    /// The part of the path the site's matched route names (`SCRIPT_NAME`; empty for `/...`).
+    pub script_name: &'a str,
+    /// The rest of the path, decoded: `PATH_INFO` of a program that routes no scripts.
+    pub path_info: &'a str,
+    /// The route as written (`/x/...`), for `X_MATCHED_ROUTE`.
+    pub matched_route: &'a str,
+    /// The script the request runs, when the command routes scripts under a document root
+    /// (within `path_info`).
     pub route: Option<&'a ScriptRoute>,
 }
 
@@ -128,7 +134,7 @@ impl CgiRequest<'_> {
         );
         set("SERVER_NAME", self.server_name());
         set("SERVER_PORT", self.local.port().to_string());
-        set("SCRIPT_NAME", String::new());
+        set("SCRIPT_NAME", self.script_name.to_string());
         set("DOCUMENT_ROOT", "/app/".into());
         set("SCRIPT_FILENAME", format!("/app{}", self.path));
         // php-cgi refuses to run without it (its force-cgi-redirect protection).
@@ -152,7 +158,10 @@ impl CgiRequest<'_> {
         match self.route {
             // The routed script is a fact about this request, so it wins over configuration.
             Some(route) => {
-                set("SCRIPT_NAME", route.script_name.clone());
+                set(
+                    "SCRIPT_NAME",
+                    format!("{}{}", self.script_name, route.script_name),
+                );
                 set("SCRIPT_FILENAME", route.script_filename.clone());
                 set("DOCUMENT_ROOT", route.document_root.clone());
                 if !route.path_info.is_empty() {
@@ -165,9 +174,13 @@ impl CgiRequest<'_> {
                 set("PATH_INFO", route.path_info.clone());
             }
             None => {
-                set("PATH_INFO", self.path.to_string());
+                set("PATH_INFO", self.path_info.to_string());
             }
         }
+        // WAGI's additions, which its guests read.
+        set("X_MATCHED_ROUTE", self.matched_route.to_string());
+        set("X_RAW_PATH_INFO", self.raw_path_info().to_string());
+        set("X_FULL_URL", self.full_url());
         set("REMOTE_ADDR", self.remote.ip().to_string());
         set("REMOTE_PORT", self.remote.port().to_string());
         if let Some(scheme) = self.auth_scheme() {
@@ -190,6 +203,53 @@ impl CgiRequest<'_> {
             return Err(RequestError::NulByte);
         }
         Ok(env.into_iter().collect())
+    }
+
+    /// `PATH_INFO` as the client sent it, not decoded: the raw path after the route's part,
+    /// when the client spelt that part plainly (else the decoded rest is the best answer).
+    fn raw_path_info(&self) -> &str {
+        self.uri
+            .path()
+            .strip_prefix(self.script_name)
+            .unwrap_or(self.path_info)
+    }
+
+    /// `X_FULL_URL`: `http://host[:port]/path?query`, the host as the client asked for it.
+    fn full_url(&self) -> String {
+        let host = self
+            .headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map_or_else(|| self.local.to_string(), str::to_string);
+        let path = self
+            .uri
+            .path_and_query()
+            .map_or(self.uri.path(), |pq| pq.as_str());
+        format!("http://{host}{path}")
+    }
+
+    /// The argv of a WAGI template: `${SCRIPT_NAME}` is the route's path, `${PATH_INFO}` the
+    /// rest, `${ARGS}` the query's `&`-separated items (decoded), every other word as it is.
+    pub fn argv(&self, template: &[String]) -> Vec<String> {
+        let query_items = || {
+            self.uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|item| !item.is_empty())
+                .map(|item| percent_decode_str(item).decode_utf8_lossy().into_owned())
+        };
+        let mut argv = Vec::new();
+        for word in template {
+            match word.as_str() {
+                "${ARGS}" => argv.extend(query_items()),
+                _ => argv.push(
+                    word.replace("${SCRIPT_NAME}", self.script_name)
+                        .replace("${PATH_INFO}", self.path_info),
+                ),
+            }
+        }
+        argv
     }
 
     /// `SERVER_NAME`: the host the client asked for, else the address it connected to.
@@ -283,6 +343,9 @@ mod tests {
             remote: "10.0.0.7:51234".parse().unwrap(),
             local: "127.0.0.1:8000".parse().unwrap(),
             body_len,
+            script_name: "",
+            path_info: &path,
+            matched_route: "/...",
             route: None,
         };
         request.env(static_env).unwrap().into_iter().collect()
@@ -339,6 +402,9 @@ mod tests {
             remote: "127.0.0.1:1".parse().unwrap(),
             local: "127.0.0.1:2".parse().unwrap(),
             body_len: None,
+            script_name: "",
+            path_info: path,
+            matched_route: "/...",
             route,
         }
     }

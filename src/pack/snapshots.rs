@@ -62,7 +62,7 @@ fn take_snapshots(v3: Bytes, args: &PackArgs) -> anyhow::Result<Vec<Embedded>> {
     for (command, wasm) in commands {
         let setting = preinit::setting(command, false);
         let spec = run::program_spec(command, wasm, package.container_mounts.clone(), &[]);
-        let static_env = run::static_env(command, Vec::new(), Vec::new())?;
+        let static_env = run::static_env(command, Vec::new(), Vec::new(), Vec::new())?;
         let snapshot = preinit::snapshot(
             command,
             &setting,

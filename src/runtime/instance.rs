@@ -75,6 +75,10 @@ pub struct Invocation {
     /// Cancelled when nobody wants the response any more (the client went away); the
     /// instance is then stopped.
     pub abandoned: CancellationToken,
+    /// The export to call: `_start`, or another that the program exports.
+    pub entrypoint: String,
+    /// This request's argv, `argv[0]` first; `None` for the program's own.
+    pub argv: Option<Vec<String>>,
 }
 
 /// How an instance ended.
@@ -149,6 +153,13 @@ impl GuestProgram {
         })
     }
 
+    /// Whether the program exports a function called `name` (an entrypoint to call).
+    pub fn exports_function(&self, name: &str) -> bool {
+        self.module
+            .exports()
+            .any(|export| export.name() == name && matches!(export.ty(), ExternType::Function(_)))
+    }
+
     /// The mounts every instance gets.
     pub fn mounts(&self) -> &[Mount] {
         self.root.mounts()
@@ -173,8 +184,12 @@ impl GuestProgram {
             stdout: Box::new(invocation.stdout),
             stderr: Box::new(invocation.stderr),
         };
-        let mut live = self.instantiate(invocation.env, stdio)?;
-        let (result, stopped) = live.call("_start", invocation.deadline, invocation.abandoned)?;
+        let mut live = self.instantiate(invocation.env, invocation.argv, stdio)?;
+        let (result, stopped) = live.call(
+            &invocation.entrypoint,
+            invocation.deadline,
+            invocation.abandoned,
+        )?;
         let exit = match result {
             Ok(()) => GuestExit::Exited(0),
             Err(error) => exit_of(error),
@@ -218,7 +233,7 @@ impl GuestProgram {
             stdout: Box::new(GuestLog::new("pre-init")),
             stderr: Box::new(GuestLog::new("pre-init")),
         };
-        let mut live = self.instantiate(env, stdio)?;
+        let mut live = self.instantiate(env, None, stdio)?;
         let deadline = Instant::now() + PREINIT_TIMEOUT;
         let (result, stopped) = live.call(function, deadline, CancellationToken::new())?;
         let finished = match (result, stopped) {
@@ -252,12 +267,23 @@ impl GuestProgram {
     fn instantiate(
         &self,
         env: Vec<(String, String)>,
+        argv: Option<Vec<String>>,
         stdio: Stdio,
     ) -> anyhow::Result<LiveInstance> {
-        let mut builder = WasiEnvBuilder::new(&self.name);
+        let mut builder = match argv.as_deref() {
+            Some([program, args @ ..]) => {
+                let mut builder = WasiEnvBuilder::new(program);
+                builder.add_args(args);
+                builder
+            }
+            _ => {
+                let mut builder = WasiEnvBuilder::new(&self.name);
+                builder.add_args(&self.args);
+                builder
+            }
+        };
         builder.set_runtime(self.runtime.clone());
         builder.set_module_hash(self.hash);
-        builder.add_args(&self.args);
         builder.add_envs(env);
         builder.set_stdin(stdio.stdin);
         builder.set_stdout(stdio.stdout);

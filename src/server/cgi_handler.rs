@@ -18,7 +18,7 @@ use super::access_log::AccessRecord;
 use super::request_body::{BodyError, DeclaredBody, FeedProgress, PendingBody, SizedBody};
 use super::static_files::StaticFile;
 use super::static_response;
-use super::{AppState, Refusal};
+use super::{App, AppState, Argv, Refusal};
 use crate::cgi::{
     CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
     parse_response_head, split_head,
@@ -32,6 +32,8 @@ const MAX_LOCAL_REDIRECTS: usize = 10;
 /// Extra time, past the deadline, for a stopped instance to wind down before the handler
 /// gives up waiting for its head. The watchdog normally stops it within milliseconds.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Answered 200 by the host when no route claims it, for load balancers (as WAGI does).
+const HEALTH_PATH: &str = "/healthz";
 /// `Retry-After` sent with 503 when the server is saturated, in seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -143,14 +145,18 @@ pub async fn serve_request(
 /// The file the host serves itself for a GET or HEAD, if any; everything else goes to the
 /// command.
 fn find_static_file(app: &Arc<AppState>, parts: &http::request::Parts) -> Option<StaticFile> {
-    if app.static_files.is_empty() || !matches!(parts.method, Method::GET | Method::HEAD) {
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
         return None;
     }
     // An undecodable path is the command's 400, answered below.
     let path = decoded_path(&parts.uri).ok()?;
+    let files = &app.site.lookup(&path)?.target.static_files;
+    if files.is_empty() {
+        return None;
+    }
     // A few `stat` calls, made here like script routing's: a hop to the blocking pool would
     // cost more than they do on a local disk.
-    app.static_files.lookup(&path)
+    files.lookup(&path)
 }
 
 /// The body size a response announces, for the access log.
@@ -191,8 +197,32 @@ async fn run_guest(
     deadline: Instant,
 ) -> Result<Outcome, Failure> {
     let path = decoded_path(&target.uri).map_err(|error| Failure::BadRequest(error.to_string()))?;
-    let route = route_script(app, target, &path, request_id).map_err(Failure::Host)?;
-    // Admission is decided from the head: a refused request's body is never read.
+    let Some(routed) = app.site.lookup(&path) else {
+        // Paths no route claims: the host's own health answer, else nothing here.
+        let answer = if path == HEALTH_PATH {
+            HostAnswer::new(StatusCode::OK, "ok\n")
+        } else {
+            HostAnswer::new(StatusCode::NOT_FOUND, "not found\n")
+        };
+        return Err(Failure::Host(answer));
+    };
+    let module: Arc<App> = routed.target.clone();
+    let script_name = routed.script_name.to_string();
+    let path_info = routed.path_info.to_string();
+    let matched_route = routed.pattern.to_string();
+    let route = route_script(&module, target, &path_info, request_id).map_err(Failure::Host)?;
+    // Admission is decided from the head: a refused request's body is never read. An app
+    // with a share of its own waits for it first.
+    let app_slot = match &module.slots {
+        Some(slots) => Some(
+            tokio::time::timeout_at(deadline, slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(Failure::Busy(Refusal::WaitedTooLong))?,
+        ),
+        None => None,
+    };
     let slot = app.admit(deadline).await.map_err(Failure::Busy)?;
     let body = match target.body.take() {
         Some(pending) => pending
@@ -210,11 +240,18 @@ async fn run_guest(
         remote: addrs.remote,
         local: addrs.local,
         body_len: body.length,
+        script_name: &script_name,
+        path_info: &path_info,
+        matched_route: &matched_route,
         route: route.as_ref(),
     };
     let env = request
-        .env(&app.static_env)
+        .env(&module.static_env)
         .map_err(|error| Failure::BadRequest(error.to_string()))?;
+    let argv = match &module.argv {
+        Argv::Program => None,
+        Argv::Template(words) => Some(request.argv(words)),
+    };
 
     // Whoever drops this guard (an early return, or the response body when the client goes
     // away) stops the instance.
@@ -229,13 +266,16 @@ async fn run_guest(
         stderr: GuestLog::new(request_id),
         deadline,
         abandoned,
+        entrypoint: module.entrypoint.clone(),
+        argv,
     };
-    let guest_app = app.clone();
+    let guest_app = module.clone();
     let instance_ended = CancellationToken::new();
     let upload = body.feed(stdin_sender, instance_ended.clone());
     let guest = app.guest_threads.run(move || {
         let exit = guest_app.program.run(invocation);
         drop(slot);
+        drop(app_slot);
         instance_ended.cancel();
         exit
     });
@@ -414,7 +454,7 @@ impl HostAnswer {
 /// The script a request runs, for commands that route scripts under a document root. Paths
 /// that name no script are answered by the server itself.
 fn route_script(
-    app: &AppState,
+    app: &App,
     target: &Target,
     path: &str,
     request_id: &str,

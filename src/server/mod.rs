@@ -7,6 +7,7 @@ mod fd_limit;
 mod guest_threads;
 mod listener;
 mod request_body;
+mod route_table;
 mod static_files;
 mod static_response;
 
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgi::{ScriptRouting, StaticEnv};
 use crate::runtime::{GuestFiles, GuestProgram};
 pub use listener::ConnectionLimits;
+pub use route_table::{RoutePattern, RouteTable};
 pub use static_files::{StaticDir, StaticFiles, normalise_prefix};
 
 /// Per-request limits, from the command line.
@@ -40,17 +42,58 @@ pub struct Limits {
     pub max_queue: usize,
 }
 
-/// Shared by every request; built once before listening.
-pub struct AppState {
-    pub program: GuestProgram,
+/// One app of a site: a program and everything that belongs to it alone. The sub-routes a
+/// module lists in `_routes` are apps of their own sharing its program.
+#[derive(Clone)]
+pub struct App {
+    pub program: Arc<GuestProgram>,
     pub static_env: StaticEnv,
-    pub limits: Limits,
     /// Script routing under a document root, when the command asks for it.
     pub routing: Option<ScriptRouting>,
     /// The guest's mounts, for decisions made before an instance starts.
     pub guest_files: GuestFiles,
     /// Directories whose files the host serves without an instance.
-    pub static_files: Arc<StaticFiles>,
+    pub static_files: StaticFiles,
+    /// The export each request calls: `_start`, or a WAGI module's `entrypoint`.
+    pub entrypoint: String,
+    /// How a request's argv is made.
+    pub argv: Argv,
+    /// This app's own share of the instance slots (WAGI's `http_max_concurrency`), if any.
+    pub slots: Option<Arc<Semaphore>>,
+}
+
+/// A request's argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Argv {
+    /// The program's own: the command name, `main-args`, `-- ARGS` (a wasmer.toml package).
+    Program,
+    /// WAGI's template: words, where `${SCRIPT_NAME}` is the matched route's path and
+    /// `${ARGS}` the query's `&`-separated items. WAGI's default is `${SCRIPT_NAME} ${ARGS}`.
+    Template(Vec<String>),
+}
+
+impl App {
+    pub fn new(program: Arc<GuestProgram>, static_env: StaticEnv) -> Self {
+        App {
+            // Routing looks at the same mounts the instances get.
+            guest_files: GuestFiles::new(program.mounts().to_vec()),
+            program,
+            static_env,
+            routing: None,
+            static_files: StaticFiles::default(),
+            entrypoint: "_start".to_string(),
+            argv: Argv::Program,
+            slots: None,
+        }
+    }
+}
+
+/// Shared by every request; built once before listening. What is server-wide lives here;
+/// what belongs to one app, in its [`App`].
+pub struct AppState {
+    /// Which app serves which paths.
+    pub site: RouteTable<Arc<App>>,
+    pub limits: Limits,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
     /// Where the instances run: one thread per permit.
@@ -69,20 +112,9 @@ pub enum Refusal {
 }
 
 impl AppState {
-    pub fn new(
-        program: GuestProgram,
-        static_env: StaticEnv,
-        routing: Option<ScriptRouting>,
-        static_files: StaticFiles,
-        limits: Limits,
-    ) -> anyhow::Result<Self> {
+    pub fn new(site: RouteTable<Arc<App>>, limits: Limits) -> anyhow::Result<Self> {
         Ok(AppState {
-            // Routing looks at the same mounts the instances get.
-            guest_files: GuestFiles::new(program.mounts().to_vec()),
-            program,
-            static_env,
-            routing,
-            static_files: Arc::new(static_files),
+            site,
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             guest_threads: guest_threads::GuestThreads::start(limits.max_guests)?,
             limits,
