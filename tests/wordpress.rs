@@ -91,18 +91,19 @@ fn requests_stopped_by_the_timeout_leave_wordpress_working() {
             .map(|_| {
                 let base_url = impatient.base_url.clone();
                 std::thread::spawn(move || {
-                    // Each login is answered whole: completed (302, or 200 if WordPress showed
-                    // the form again) or stopped before its head (504). A cut connection, or
-                    // any other status, is a failure.
+                    // Each login is answered: completed (302, or 200 if WordPress showed the
+                    // form again) or stopped before its head (504). php-cgi writes its head
+                    // and its body separately, so a deadline can fall between the two: that
+                    // response is cut short, as the README says of a guest stopped after its
+                    // head. Any other status is a failure.
                     let response = wordpress::log_in_attempt(&base_url)
                         .unwrap_or_else(|error| panic!("a login got no answer: {error}"));
                     let status = response.status().as_u16();
                     let (body, clean) = common::read_body(response);
-                    assert!(
-                        clean,
-                        "a {status} login response was cut after {} bytes",
-                        body.len()
-                    );
+                    if !clean {
+                        eprintln!("a {status} login was stopped after its head");
+                        assert_ne!(status, 504, "a 504 must be whole");
+                    }
                     if status == 504 {
                         assert_eq!(String::from_utf8_lossy(&body), "gateway timeout\n");
                     }
