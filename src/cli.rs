@@ -157,8 +157,9 @@ const DEFAULT_MAX_MEMORY: &str = "512MiB";
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// What to serve: a directory with wasmer.toml, a .wasm or .webc file,
-    /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc.
-    #[arg(default_value = ".", value_name = "PACKAGE")]
+    /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc; or a WAGI modules.toml
+    /// (a .toml file with [[module]] tables), each module at its route.
+    #[arg(default_value = ".", value_name = "PACKAGE|FILE.toml")]
     pub package: String,
 
     #[command(flatten)]
