@@ -23,7 +23,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create a project from a template.
     New(NewArgs),
-    /// Show a package's commands, runners, annotations, modules and volumes.
+    /// Show a package's commands, runners, annotations, modules and volumes, or a
+    /// modules.toml's routes in matching order.
     Inspect(InspectArgs),
     /// Download a registry package into the cache.
     Pull(PullArgs),
@@ -104,7 +105,7 @@ impl PackageOptions {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// A directory with wasmer.toml, a .wasm or .webc file, `namespace/name[@version]`,
-    /// `sha256:HEX` or a URL of a .webc.
+    /// `sha256:HEX`, a URL of a .webc, or a WAGI modules.toml.
     #[arg(default_value = ".", value_name = "PACKAGE")]
     pub package: String,
 

@@ -1,4 +1,5 @@
-//! `wcgi inspect`: what a package contains, for any source kind.
+//! `wcgi inspect`: what a package contains, for any source kind, or which module serves
+//! which route of a `modules.toml` site.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,13 +8,81 @@ use bytesize::ByteSize;
 use wasmer_wasix::virtual_fs::FileSystem;
 
 use crate::cli::InspectArgs;
+use crate::modules_toml::{self, SiteModule};
 use crate::package::{self, CommandSpec, ModuleSource, Package};
-use crate::runtime::PreinitSetting;
+use crate::runtime::{PreinitSetting, exports_function};
+use crate::server::RouteTable;
 
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let package = package::resolve(&args.package, &args.source.settings())?;
+    let settings = args.source.settings();
+    let path = Path::new(&args.package);
+    if modules_toml::is_site_file(path) {
+        let modules = modules_toml::resolve(path, &settings)?;
+        print!("{}", describe_site(path, &modules));
+        return Ok(());
+    }
+    let package = package::resolve(&args.package, &settings)?;
     print!("{}", describe(&package));
     Ok(())
+}
+
+/// A `modules.toml`'s routes in the order requests are matched against them (the most
+/// specific first), each with what serves it.
+fn describe_site(path: &Path, modules: &[SiteModule]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} modules; routes in matching order:",
+        path.display(),
+        modules.len()
+    );
+    let table = RouteTable::new(
+        modules
+            .iter()
+            .map(|module| (module.entry.route.clone(), String::new(), module))
+            .collect(),
+    );
+    // `resolve` has already refused duplicate routes.
+    let Ok(table) = table else { return out };
+    for (route, _, module) in table.iter() {
+        let entry = &module.entry;
+        let version = match &module.package.version {
+            Some(version) => format!(" {version}"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {route} -> {}{version}, command \"{}\"",
+            entry.module, module.command.name
+        );
+        let entrypoint = entry.entrypoint.as_deref().unwrap_or("_start");
+        let _ = writeln!(out, "    entrypoint: {entrypoint}");
+        if exports_function(&module.wasm, "_routes").unwrap_or(false) {
+            let _ = writeln!(
+                out,
+                "    sub-routes: those its `_routes` export prints, more specific than {route}"
+            );
+        }
+        for volume in &entry.volumes {
+            let _ = writeln!(
+                out,
+                "    volume: {} <- {}",
+                volume.guest,
+                volume.host.display()
+            );
+        }
+        if !entry.environment.is_empty() {
+            let names: Vec<&str> = entry.environment.iter().map(|(k, _)| k.as_str()).collect();
+            let _ = writeln!(out, "    environment: {}", names.join(", "));
+        }
+        if let Some(argv) = &entry.argv {
+            let _ = writeln!(out, "    argv: {}", argv.join(" "));
+        }
+        if let Some(share) = entry.http_max_concurrency {
+            let _ = writeln!(out, "    http_max_concurrency: {share}");
+        }
+    }
+    out
 }
 
 fn describe(package: &Package) -> String {

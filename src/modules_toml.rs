@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::package::{self, CommandSpec, Package, RegistrySettings};
 use crate::runtime::MountSpec;
-use crate::server::RoutePattern;
+use crate::server::{RoutePattern, RouteTable};
 
 /// One `[[module]]`, checked.
 #[derive(Debug, Clone)]
@@ -79,8 +80,9 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<ModuleEntry>> {
     if file.module.is_empty() {
         bail!("{shown}: no [[module]] to serve");
     }
-    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
-        .unwrap_or_else(|_| PathBuf::from("."));
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let base =
+        std::path::absolute(dir.unwrap_or(Path::new("."))).unwrap_or_else(|_| PathBuf::from("."));
     file.module
         .into_iter()
         .enumerate()
@@ -130,6 +132,53 @@ impl RawModule {
             http_max_concurrency: self.http_max_concurrency,
         })
     }
+}
+
+/// A `[[module]]` with what it runs, resolved.
+pub struct SiteModule {
+    pub entry: ModuleEntry,
+    pub package: Package,
+    pub command: CommandSpec,
+    pub wasm: bytes::Bytes,
+}
+
+impl ModuleEntry {
+    /// How the module is named in messages.
+    pub fn label(&self) -> String {
+        format!("module {} at {}", self.module, self.route)
+    }
+}
+
+/// Reads a `modules.toml` and resolves every module's package and command, in the file's
+/// order. Two modules at one route are refused, naming both, before any is fetched.
+pub fn resolve(path: &Path, settings: &RegistrySettings) -> anyhow::Result<Vec<SiteModule>> {
+    let entries = load(path)?;
+    RouteTable::new(
+        entries
+            .iter()
+            .map(|entry| (entry.route.clone(), entry.label(), ()))
+            .collect(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let resolved = (|| {
+                let package = package::resolve(&entry.module, settings)?;
+                let command = package.select_command(entry.command.as_deref())?.clone();
+                let wasm = command.load_module(settings)?;
+                anyhow::Ok((package, command, wasm))
+            })();
+            let (package, command, wasm) =
+                resolved.with_context(|| format!("{}: {}", path.display(), entry.label()))?;
+            Ok(SiteModule {
+                entry,
+                package,
+                command,
+                wasm,
+            })
+        })
+        .collect()
 }
 
 /// `module` as `wcgi run` takes a package: `file://` URLs and relative paths become paths

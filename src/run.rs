@@ -88,42 +88,19 @@ fn site_parts(args: &RunArgs) -> anyhow::Result<(String, Vec<Part>)> {
         };
         return Ok((name, vec![part]));
     }
-    let entries = modules_toml::load(file)?;
-    // Two modules at one route are named before any is resolved (or adds its `_routes`).
-    RouteTable::new(
-        entries
-            .iter()
-            .map(|entry| (entry.route.clone(), module_label(entry), ()))
-            .collect(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let mut parts = Vec::new();
-    for entry in entries {
-        let label = module_label(&entry);
-        let resolved = (|| {
-            let package = package::resolve(&entry.module, &settings)?;
-            let command = package.select_command(entry.command.as_deref())?.clone();
-            let wasm = command.load_module(&settings)?;
-            anyhow::Ok((package, command, wasm))
-        })()
-        .with_context(|| format!("{}: {label}", file.display()))?;
-        let (package, command, wasm) = resolved;
-        parts.push(Part {
-            route: entry.route.clone(),
-            label,
-            package,
-            command,
-            wasm,
-            module: Some(entry),
-        });
-    }
+    let parts: Vec<Part> = modules_toml::resolve(file, &settings)?
+        .into_iter()
+        .map(|module| Part {
+            route: module.entry.route.clone(),
+            label: module.entry.label(),
+            package: module.package,
+            command: module.command,
+            wasm: module.wasm,
+            module: Some(module.entry),
+        })
+        .collect();
     let name = format!("{} ({} modules)", file.display(), parts.len());
     Ok((name, parts))
-}
-
-/// How a `[[module]]` is named in messages.
-fn module_label(entry: &ModuleEntry) -> String {
-    format!("module {} at {}", entry.module, entry.route)
 }
 
 /// Everything that can be checked or done once happens here, before listening.
@@ -165,6 +142,7 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<AppState> {
     }
     AppState::new(
         site,
+        static_dirs::open_unrouted(&args.static_dirs)?,
         Limits {
             timeout: args.timeout,
             max_body: args.max_body,

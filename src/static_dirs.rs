@@ -72,11 +72,25 @@ pub fn open(
             add(StaticDir::open(&url_path, &dir, &origin)?);
         }
     }
-    for spec in flags {
-        let origin = format!("--static {}:{}", spec.url_path, spec.dir.display());
-        add(StaticDir::open(&spec.url_path, &spec.dir, &origin)?);
+    for dir in flag_dirs(flags)? {
+        add(dir);
     }
     Ok(StaticFiles::new(dirs, &command.wcgi.script_extensions).keeping(unpacked))
+}
+
+/// `--static` alone: what the host serves under paths no route of a site claims.
+pub fn open_unrouted(flags: &[StaticSpec]) -> anyhow::Result<StaticFiles> {
+    Ok(StaticFiles::new(flag_dirs(flags)?, &[]))
+}
+
+fn flag_dirs(flags: &[StaticSpec]) -> anyhow::Result<Vec<StaticDir>> {
+    flags
+        .iter()
+        .map(|spec| {
+            let origin = format!("--static {}:{}", spec.url_path, spec.dir.display());
+            StaticDir::open(&spec.url_path, &spec.dir, &origin)
+        })
+        .collect()
 }
 
 /// A temporary directory named after this process, after removing those of processes that

@@ -7,7 +7,8 @@ mod common;
 use std::ffi::OsString;
 use std::path::Path;
 
-use common::{Server, fixture, hello_example, run_wcgi};
+use common::registry::LocalRegistry;
+use common::{Server, fixture, hello_example, pack, run_wcgi};
 
 /// A site directory: the `wagi` fixture, a `data` volume with a mark, and `modules.toml`.
 fn site(modules_toml: &str) -> tempfile::TempDir {
@@ -192,6 +193,125 @@ fn a_site_that_cannot_be_served_is_refused_at_start_up_in_one_line() {
             "error: module {} at /x: entrypoint `nope` is not a function the module exports; \
              fix `entrypoint` or leave it out to call `_start`",
             site.path().join("wagi.wasm").display()
+        )
+    );
+}
+
+#[test]
+fn modules_can_be_webc_files_and_registry_packages() {
+    let site = site("");
+    let container = site.path().join("hello.webc");
+    pack(&hello_example(), &container, "3");
+    let registry = LocalRegistry::start();
+    registry.publish("test/hello", "0.1.0", Some(&container), None, false);
+    std::fs::write(
+        site.path().join("modules.toml"),
+        "[[module]]\nroute = \"/webc/...\"\nmodule = \"hello.webc\"\n\n\
+         [[module]]\nroute = \"/registry/...\"\nmodule = \"test/hello@^0.1\"\n\
+         command = \"hello\"\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().display().to_string();
+    let server = serve(
+        site.path(),
+        &["--registry", &registry.endpoint, "--cache-dir", &cache_dir],
+    );
+    for path in ["/webc/", "/registry/"] {
+        let (status, body) = server.get_text(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains("Hello"), "{path}: {body}");
+    }
+    assert_eq!(server.get_text("/").0, 404);
+}
+
+#[test]
+fn a_modules_own_share_of_instances_is_kept_and_its_waits_are_queued() {
+    let site = site(
+        "[[module]]\nroute = \"/slow\"\nmodule = \"wagi.wasm\"\nentrypoint = \"slow\"\n\
+         http_max_concurrency = 1\n\n\
+         [[module]]\nroute = \"/hello\"\nmodule = \"wagi.wasm\"\nentrypoint = \"hello\"\n",
+    );
+    // No queue: a request that cannot have an instance at once is refused.
+    let server = serve(site.path(), &["--max-concurrency", "4", "--max-queue", "0"]);
+    let first = common::spawn_gets(&server.url("/slow"), 1);
+    // The first holds /slow's only share for 1.5 s.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        server.get_text("/slow"),
+        (503, "server busy, retry later\n".to_string())
+    );
+    // Other modules still have the server's slots.
+    assert_eq!(
+        server.get_text("/hello"),
+        (200, "hello from the entrypoint\n".to_string())
+    );
+    for handle in first {
+        assert_eq!(handle.join().unwrap(), (200, "slow answer\n".to_string()));
+    }
+}
+
+#[test]
+fn a_local_redirect_lands_in_the_module_its_path_routes_to() {
+    let site = site(
+        "[[module]]\nroute = \"/go\"\nmodule = \"wagi.wasm\"\nentrypoint = \"redirect\"\n\n\
+         [[module]]\nroute = \"/hello\"\nmodule = \"wagi.wasm\"\nentrypoint = \"hello\"\n",
+    );
+    let server = serve(site.path(), &[]);
+    assert_eq!(
+        server.get_text("/go"),
+        (200, "hello from the entrypoint\n".to_string())
+    );
+}
+
+#[test]
+fn static_files_are_served_under_a_modules_route_and_under_none() {
+    let site = site(&modules_toml(&[1]));
+    std::fs::create_dir(site.path().join("assets")).unwrap();
+    std::fs::write(site.path().join("assets/site.css"), "body {}\n").unwrap();
+    let assets = format!("/assets:{}", site.path().join("assets").display());
+    let dyn_assets = format!("/dyn/assets:{}", site.path().join("assets").display());
+    let server = serve(site.path(), &["--static", &assets, "--static", &dyn_assets]);
+    for path in ["/assets/site.css", "/dyn/assets/site.css"] {
+        assert_eq!(
+            server.get_text(path),
+            (200, "body {}\n".to_string()),
+            "{path}"
+        );
+    }
+    assert_eq!(server.get_text("/assets/missing.css").0, 404);
+    assert_eq!(report(&server, "/dyn/x")["X_MATCHED_ROUTE"], "/dyn/...");
+}
+
+#[test]
+fn inspect_lists_the_routes_in_matching_order_with_what_serves_each() {
+    let site = site(&modules_toml(&[0, 1, 2, 3]));
+    let file = site.path().join("modules.toml");
+    let output = run_wcgi(&[OsString::from("inspect"), file.clone().into()]);
+    assert!(output.status.success());
+    let wagi = site.path().join("wagi.wasm").display().to_string();
+    let data = site.path().join("data").display().to_string();
+    let routes = "those its `_routes` export prints, more specific than";
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "{file}: 4 modules; routes in matching order:\n\
+             \x20 /hello -> {wagi}, command \"wagi\"\n\
+             \x20   entrypoint: hello\n\
+             \x20   sub-routes: {routes} /hello\n\
+             \x20 /dyn/deeper/... -> {wagi}, command \"wagi\"\n\
+             \x20   entrypoint: _start\n\
+             \x20   sub-routes: {routes} /dyn/deeper/...\n\
+             \x20   argv: prog ${{SCRIPT_NAME}} ${{ARGS}} end\n\
+             \x20 /dyn/... -> {wagi}, command \"wagi\"\n\
+             \x20   entrypoint: _start\n\
+             \x20   sub-routes: {routes} /dyn/...\n\
+             \x20   volume: /data <- {data}\n\
+             \x20   environment: GREETING\n\
+             \x20 /... -> {wagi}, command \"wagi\"\n\
+             \x20   entrypoint: _start\n\
+             \x20   sub-routes: {routes} /...\n",
+            file = file.display()
         )
     );
 }

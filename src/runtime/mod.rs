@@ -24,3 +24,4 @@ pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
 pub use snapshot::{EmbeddedSnapshot, PreinitSetting, Provenance, SnapshotSource};
 pub use stdio::{GuestLog, StdinSender, StdoutReceiver, stdin_channel, stdout_channel};
+pub use wasm_sections::exports_function;

@@ -1,11 +1,13 @@
-//! Pieces shared by the module rewrites (snapshots, memory images): copying a section as it
-//! is, and a data section without its active segments.
+//! Pieces shared by the module rewrites (snapshots, memory images) and by what reads modules
+//! without compiling them: copying a section as it is, a data section without its active
+//! segments, whether a function is exported.
 
 use std::ops::Range;
 
+use anyhow::Context;
 use wasm_encoder::DataSection;
 use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
-use wasmparser::{DataKind, DataSectionReader};
+use wasmparser::{DataKind, DataSectionReader, ExternalKind, Parser, Payload};
 
 /// The bytes of a section the parser located.
 pub fn section_bytes(wasm: &[u8], range: Range<u64>) -> &[u8] {
@@ -32,4 +34,22 @@ pub fn without_active_segments(
         }
     }
     Ok(section)
+}
+
+/// Whether `wasm` exports a function called `name`.
+pub fn exports_function(wasm: &[u8], name: &str) -> anyhow::Result<bool> {
+    for payload in Parser::new(0).parse_all(wasm) {
+        if let Payload::ExportSection(exports) =
+            payload.context("the module is not valid WebAssembly")?
+        {
+            for export in exports {
+                let export = export?;
+                if export.name == name {
+                    return Ok(export.kind == ExternalKind::Func);
+                }
+            }
+            return Ok(false);
+        }
+    }
+    Ok(false)
 }

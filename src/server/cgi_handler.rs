@@ -150,7 +150,10 @@ fn find_static_file(app: &Arc<AppState>, parts: &http::request::Parts) -> Option
     }
     // An undecodable path is the command's 400, answered below.
     let path = decoded_path(&parts.uri).ok()?;
-    let files = &app.site.lookup(&path)?.target.static_files;
+    let files = match app.site.lookup(&path) {
+        Some(routed) => &routed.target.static_files,
+        None => &app.unrouted_static,
+    };
     if files.is_empty() {
         return None;
     }
@@ -211,19 +214,11 @@ async fn run_guest(
     let path_info = routed.path_info.to_string();
     let matched_route = routed.pattern.to_string();
     let route = route_script(&module, target, &path_info, request_id).map_err(Failure::Host)?;
-    // Admission is decided from the head: a refused request's body is never read. An app
-    // with a share of its own waits for it first.
-    let app_slot = match &module.slots {
-        Some(slots) => Some(
-            tokio::time::timeout_at(deadline, slots.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or(Failure::Busy(Refusal::WaitedTooLong))?,
-        ),
-        None => None,
-    };
-    let slot = app.admit(deadline).await.map_err(Failure::Busy)?;
+    // Admission is decided from the head: a refused request's body is never read.
+    let admission = app
+        .admit(module.slots.as_ref(), deadline)
+        .await
+        .map_err(Failure::Busy)?;
     let body = match target.body.take() {
         Some(pending) => pending
             .size(app.limits.max_body, deadline)
@@ -274,8 +269,7 @@ async fn run_guest(
     let upload = body.feed(stdin_sender, instance_ended.clone());
     let guest = app.guest_threads.run(move || {
         let exit = guest_app.program.run(invocation);
-        drop(slot);
-        drop(app_slot);
+        drop(admission);
         instance_ended.cancel();
         exit
     });

@@ -93,6 +93,9 @@ impl App {
 pub struct AppState {
     /// Which app serves which paths.
     pub site: RouteTable<Arc<App>>,
+    /// What `--static` serves under paths no route claims (under a route, its app's own
+    /// static files, which include `--static`, decide).
+    pub unrouted_static: StaticFiles,
     pub limits: Limits,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
@@ -112,9 +115,14 @@ pub enum Refusal {
 }
 
 impl AppState {
-    pub fn new(site: RouteTable<Arc<App>>, limits: Limits) -> anyhow::Result<Self> {
+    pub fn new(
+        site: RouteTable<Arc<App>>,
+        unrouted_static: StaticFiles,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
         Ok(AppState {
             site,
+            unrouted_static,
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             guest_threads: guest_threads::GuestThreads::start(limits.max_guests)?,
             limits,
@@ -127,18 +135,51 @@ impl AppState {
         format!("r{}", self.next_request.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// A slot to run one instance in: at once if one is free, else after waiting in the
-    /// bounded queue until one frees up or the deadline passes.
-    async fn admit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, Refusal> {
-        if let Ok(slot) = self.guest_slots.clone().try_acquire_owned() {
-            return Ok(slot);
+    /// A slot to run one instance in (and one of the app's own share, if it has one): at once
+    /// if they are free, else after waiting in the bounded queue until they free up or the
+    /// deadline passes. Waiting for an app's share takes a place in the queue like any wait.
+    async fn admit(
+        &self,
+        app_slots: Option<&Arc<Semaphore>>,
+        deadline: Instant,
+    ) -> Result<Admission, Refusal> {
+        let at_once = || {
+            let app = match app_slots {
+                Some(slots) => Some(slots.clone().try_acquire_owned().ok()?),
+                None => None,
+            };
+            let server = self.guest_slots.clone().try_acquire_owned().ok()?;
+            Some(Admission {
+                _app: app,
+                _server: server,
+            })
+        };
+        if let Some(admission) = at_once() {
+            return Ok(admission);
         }
         let _place = QueuePlace::take(&self.waiting, self.limits.max_queue)?;
-        match tokio::time::timeout_at(deadline, self.guest_slots.clone().acquire_owned()).await {
-            Ok(Ok(slot)) => Ok(slot),
+        let wait = async {
+            let app = match app_slots {
+                Some(slots) => Some(slots.clone().acquire_owned().await?),
+                None => None,
+            };
+            let server = self.guest_slots.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>(Admission {
+                _app: app,
+                _server: server,
+            })
+        };
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(admission)) => Ok(admission),
             Ok(Err(_)) | Err(_) => Err(Refusal::WaitedTooLong),
         }
     }
+}
+
+/// The right to run one instance, given back when the instance ends and this is dropped.
+pub struct Admission {
+    _app: Option<OwnedSemaphorePermit>,
+    _server: OwnedSemaphorePermit,
 }
 
 /// A place in the wait queue, given back when dropped.

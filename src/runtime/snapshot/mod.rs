@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use wasmparser::{ExternalKind, Parser, Payload};
 
 use super::engine::GuestEngine;
 use super::instance::{GuestProgram, ProgramSpec};
 use super::mounts::MountOrigin;
+use super::wasm_sections::exports_function;
 use crate::atomic_file::write_atomically;
 use crate::digest::{checksum, sha256_hex};
 use instrument::StateLayout;
@@ -302,22 +302,4 @@ impl CacheEntry {
         write_atomically(&self.module, snapshot)?;
         write_atomically(&self.checksum, checksum(snapshot).as_bytes())
     }
-}
-
-/// Whether `wasm` exports a function called `name`.
-fn exports_function(wasm: &[u8], name: &str) -> anyhow::Result<bool> {
-    for payload in Parser::new(0).parse_all(wasm) {
-        if let Payload::ExportSection(exports) =
-            payload.context("the module is not valid WebAssembly")?
-        {
-            for export in exports {
-                let export = export?;
-                if export.name == name {
-                    return Ok(export.kind == ExternalKind::Func);
-                }
-            }
-            return Ok(false);
-        }
-    }
-    Ok(false)
 }
