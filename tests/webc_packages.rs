@@ -192,8 +192,12 @@ fn inspect_describes_every_kind_of_package() {
         "{text}"
     );
 
+    // The container says which package and version it holds (the `wapm` annotation).
     let text = inspect(&pack(package.path(), "3"));
-    assert!(text.contains("(.webc v3 container)"), "{text}");
+    assert!(
+        text.starts_with("test/suite 1.2.3  (.webc v3 container)"),
+        "{text}"
+    );
     assert!(
         text.contains("  responses  runner: https://webc.org/runner/wcgi"),
         "{text}"
@@ -204,7 +208,10 @@ fn inspect_describes_every_kind_of_package() {
     );
 
     let text = inspect(&pack(package.path(), "2"));
-    assert!(text.contains("(.webc v2 container)"), "{text}");
+    assert!(
+        text.starts_with("test/suite 1.2.3  (.webc v2 container)"),
+        "{text}"
+    );
     assert!(
         text.contains("/app (in the container, 2 files, read-only)"),
         "{text}"
