@@ -30,6 +30,9 @@ pub enum Command {
     Pull(PullArgs),
     /// Build a .webc (v3) container from a wasmer.toml directory.
     Pack(PackArgs),
+    /// Publish a package to the registry: a wasmer.toml directory (packed first) or a .webc
+    /// file as it is.
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +121,28 @@ pub struct PullArgs {
     /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc.
     #[arg(value_name = "PACKAGE")]
     pub package: String,
+
+    #[command(flatten)]
+    pub source: PackageOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A directory holding wasmer.toml, or a .webc file (uploaded unchanged).
+    #[arg(default_value = ".", value_name = "DIR|FILE.webc")]
+    pub package: PathBuf,
+
+    /// Publish under this namespace instead of the package name's.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Publish under this name instead of the package name's.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Build and check the container and print what would be sent; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub source: PackageOptions,

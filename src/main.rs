@@ -9,6 +9,7 @@ mod modules_toml;
 mod pack;
 mod package;
 mod preinit;
+mod publish;
 mod run;
 mod runtime;
 mod server;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Pull(args) => pull(&args),
         Command::Pack(args) => pack::pack(&args),
+        Command::Publish(args) => publish::publish(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,6 +59,10 @@ impl Registry {
         }
     }
 
+    pub fn settings(&self) -> &RegistrySettings {
+        &self.settings
+    }
+
     /// Gets the container a reference names, from the cache when possible.
     pub fn fetch(&self, reference: &Reference) -> anyhow::Result<Fetched> {
         match reference {
@@ -154,7 +158,24 @@ impl Registry {
              v2: distribution(version: V2) {{ {distribution} }} \
              v3: distribution(version: V3) {{ {distribution} }} }} }} }}"
         );
-        let data = self.graphql(endpoint, &query)?;
+        let data = self.graphql(endpoint, &query, Freshness::Cached)?;
+        let release = self.choose_version(endpoint, name, requirement, &data);
+        if release.is_err() && !self.settings.offline {
+            // A cached answer may predate the version asked for (published a moment ago).
+            let data = self.graphql(endpoint, &query, Freshness::Fresh)?;
+            return self.choose_version(endpoint, name, requirement, &data);
+        }
+        release
+    }
+
+    /// The newest unarchived version matching `requirement` in a `getPackage` answer.
+    fn choose_version(
+        &self,
+        endpoint: &Url,
+        name: &str,
+        requirement: &VersionReq,
+        data: &Value,
+    ) -> anyhow::Result<Release> {
         let package = &data["getPackage"];
         if package.is_null() {
             bail!("package {name} was not found in the registry at {endpoint}");
@@ -205,7 +226,7 @@ impl Registry {
         let query = format!(
             "{{ getPackageRelease(hash: \"sha256:{hex}\") {{ piritaManifest isArchived webcUrl }} }}"
         );
-        let data = self.graphql(endpoint, &query)?;
+        let data = self.graphql(endpoint, &query, Freshness::Cached)?;
         let release = &data["getPackageRelease"];
         let Some(url) = release["webcUrl"].as_str() else {
             bail!("no release with hash sha256:{hex} in the registry at {endpoint}");
@@ -219,11 +240,11 @@ impl Registry {
 
     /// Runs a query, answering from the cache while the answer is fresh (or whenever offline
     /// or the registry cannot be reached).
-    fn graphql(&self, endpoint: &Url, query: &str) -> anyhow::Result<Value> {
+    fn graphql(&self, endpoint: &Url, query: &str, freshness: Freshness) -> anyhow::Result<Value> {
         let key = format!("{endpoint}\n{query}");
         let cached = self.cache.query(&key);
         if let Some((text, age)) = &cached
-            && (self.settings.offline || *age < QUERY_TTL)
+            && (self.settings.offline || (*age < QUERY_TTL && freshness == Freshness::Cached))
             && let Ok(data) = parse_answer(endpoint, text)
         {
             return Ok(data);
@@ -257,21 +278,34 @@ impl Registry {
                 );
             }
         };
-        let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            bail!(
-                "the registry at {endpoint} refused the request ({status}); pass a valid token with --token or WCGI_TOKEN"
-            );
-        }
-        if !status.is_success() {
-            bail!("the registry at {endpoint} answered {status}");
-        }
-        let text = response
-            .text()
-            .with_context(|| format!("cannot read the answer of {endpoint}"))?;
+        let text = answer_text(endpoint, response)?;
         let data = parse_answer(endpoint, &text)?;
         self.cache.store_query(&key, &text);
         Ok(data)
+    }
+
+    /// Sends a query or mutation with variables, never from or into the cache (what
+    /// publishing asks must be the registry's answer of now).
+    pub(super) fn send(
+        &self,
+        endpoint: &Url,
+        query: &str,
+        variables: Value,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http()?
+            .post(endpoint.as_str())
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(token) = self.token_for(endpoint) {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().map_err(|error| {
+            anyhow::anyhow!(
+                "cannot reach the registry at {endpoint}: {}; check the network",
+                root_cause(&error)
+            )
+        })?;
+        parse_answer(endpoint, &answer_text(endpoint, response)?)
     }
 
     fn download(
@@ -326,14 +360,14 @@ impl Registry {
 
     /// `--token` / `WCGI_TOKEN` / `WASMER_TOKEN`, else what `wasmer login` stored for this
     /// registry.
-    fn token_for(&self, endpoint: &Url) -> Option<String> {
+    pub(super) fn token_for(&self, endpoint: &Url) -> Option<String> {
         self.settings
             .token
             .clone()
             .or_else(|| wasmer_login_token(&wasmer_dir()?, endpoint))
     }
 
-    fn http(&self) -> anyhow::Result<&reqwest::blocking::Client> {
+    pub(super) fn http(&self) -> anyhow::Result<&reqwest::blocking::Client> {
         if let Some(client) = self.http.get() {
             return Ok(client);
         }
@@ -345,6 +379,29 @@ impl Registry {
             .context("cannot set up the HTTP client")?;
         Ok(self.http.get_or_init(|| client))
     }
+}
+
+/// Whether a query may be answered from the cache while its answer is fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    Cached,
+    Fresh,
+}
+
+/// The body of a registry answer, or what its status means.
+fn answer_text(endpoint: &Url, response: reqwest::blocking::Response) -> anyhow::Result<String> {
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        bail!(
+            "the registry at {endpoint} refused the request ({status}); pass a valid token with --token or WCGI_TOKEN"
+        );
+    }
+    if !status.is_success() {
+        bail!("the registry at {endpoint} answered {status}");
+    }
+    response
+        .text()
+        .with_context(|| format!("cannot read the answer of {endpoint}"))
 }
 
 /// Wasmer's configuration directory: `$WASMER_DIR`, default `~/.wasmer`.
@@ -405,7 +462,7 @@ fn parse_answer(endpoint: &Url, text: &str) -> anyhow::Result<Value> {
     Ok(answer["data"].clone())
 }
 
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;

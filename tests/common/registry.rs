@@ -41,6 +41,14 @@ struct RegistryState {
     required_token: Option<String>,
     lie_about_hashes: bool,
     foreign: Vec<String>,
+    /// Signed upload URLs handed out: the sha256 each was asked for, and what was PUT there.
+    uploads: Vec<(String, Option<Vec<u8>>)>,
+    /// Releases pushed and not yet tagged: (package, upload index).
+    releases: Vec<(String, usize)>,
+    /// The variables of every tagPackageRelease.
+    tagged: Vec<Value>,
+    /// Uploads larger than this are refused with 413.
+    upload_limit: Option<usize>,
 }
 
 pub struct LocalRegistry {
@@ -65,6 +73,10 @@ impl LocalRegistry {
         let app = Router::new()
             .route("/graphql", post(graphql))
             .route("/files/{name}", get(file))
+            .route(
+                "/uploads/{index}",
+                axum::routing::put(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            )
             .with_state(shared);
         let (address, stop_tx) = super::serve_in_background(app);
         let base = format!("http://127.0.0.1:{}", address.port());
@@ -112,6 +124,21 @@ impl LocalRegistry {
             .entry(name.to_string())
             .or_default()
             .push(entry);
+    }
+
+    /// The variables of every tagPackageRelease so far (what was published, with metadata).
+    pub fn tagged(&self) -> Vec<Value> {
+        self.state.lock().unwrap().tagged.clone()
+    }
+
+    /// The container stored for a published version.
+    pub fn published_container(&self, name: &str, version: &str) -> Vec<u8> {
+        let file = format!("{}-{version}-v3.webc", name.replace('/', "-"));
+        self.state.lock().unwrap().files[&file].clone()
+    }
+
+    pub fn limit_uploads(&self, bytes: usize) {
+        self.state.lock().unwrap().upload_limit = Some(bytes);
     }
 
     /// Makes download links of this package point at another host name.
@@ -210,7 +237,11 @@ async fn graphql(
     }
     let request: Value = serde_json::from_slice(&body).unwrap();
     let query = request["query"].as_str().unwrap_or_default();
-    let state = state.lock().unwrap();
+    let variables = &request["variables"];
+    let mut state = state.lock().unwrap();
+    if let Some(answer) = publishing(&mut state, query, variables, &headers) {
+        return answer;
+    }
     let distribution = |file: &Option<String>, package: &str| match file {
         Some(file) => {
             let base = if state.foreign.iter().any(|f| f == package) {
@@ -265,6 +296,125 @@ async fn graphql(
         );
     };
     json_response(StatusCode::OK, json!({ "data": data }))
+}
+
+/// The operations of `wasmer publish`, as the real registry answers them: all need a token;
+/// a pushed upload must match the sha256 its URL was asked for; a version is never replaced.
+fn publishing(
+    state: &mut RegistryState,
+    query: &str,
+    variables: &Value,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let operations = [
+        "getPackageVersion(",
+        "getSignedUrlForPackageUpload(",
+        "pushPackageRelease(",
+        "tagPackageRelease(",
+    ];
+    let operation = operations.iter().find(|op| query.contains(**op))?;
+    let var = |name: &str| variables[name].as_str().unwrap_or_default().to_string();
+    let error = |message: &str| {
+        json_response(
+            StatusCode::OK,
+            json!({ "data": null, "errors": [{ "message": message }] }),
+        )
+    };
+    if *operation != "getPackageVersion(" && !headers.contains_key(header::AUTHORIZATION) {
+        return Some((StatusCode::UNAUTHORIZED, "token required").into_response());
+    }
+    let data = match *operation {
+        "getPackageVersion(" => {
+            let found = state
+                .packages
+                .get(&var("name"))
+                .and_then(|versions| versions.iter().find(|v| v.version == var("version")));
+            json!({ "getPackageVersion": found.map(|v| json!({ "version": v.version })) })
+        }
+        "getSignedUrlForPackageUpload(" => {
+            state.uploads.push((var("filename"), None));
+            let url = format!("{}/uploads/{}", state.base, state.uploads.len() - 1);
+            json!({ "getSignedUrlForPackageUpload": { "url": url } })
+        }
+        "pushPackageRelease(" => {
+            let url = var("signedUrl");
+            let Some(index) = url
+                .rsplit('/')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|i| *i < state.uploads.len())
+            else {
+                return Some(error("no such upload"));
+            };
+            let (hash, bytes) = &state.uploads[index];
+            match bytes {
+                Some(bytes) if sha256_hex(bytes) == *hash => {}
+                Some(_) => return Some(error("the upload does not match its sha256")),
+                None => return Some(error("nothing was uploaded")),
+            }
+            let package = format!("{}/{}", var("namespace"), var("name"));
+            state.releases.push((package, index));
+            let id = format!("PackageWebc:{}", state.releases.len() - 1);
+            json!({ "pushPackageRelease": { "success": true, "packageWebc": { "id": id } } })
+        }
+        _ => {
+            let Some((package, index)) = var("id")
+                .strip_prefix("PackageWebc:")
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| state.releases.get(i).cloned())
+            else {
+                return Some(error("no such release"));
+            };
+            let version = var("version");
+            let exists = state
+                .packages
+                .get(&package)
+                .is_some_and(|versions| versions.iter().any(|v| v.version == version));
+            if exists {
+                return Some(error("this version already exists"));
+            }
+            let file = format!("{}-{version}-v3.webc", package.replace('/', "-"));
+            let bytes = state.uploads[index].1.clone().unwrap();
+            state.files.insert(file.clone(), bytes);
+            state.packages.entry(package).or_default().push(Published {
+                version: version.clone(),
+                v3: Some(file),
+                ..Default::default()
+            });
+            state.tagged.push(variables.clone());
+            json!({ "tagPackageRelease": { "success": true,
+                "packageVersion": { "id": "PackageVersion:1", "version": version } } })
+        }
+    };
+    Some(json_response(StatusCode::OK, json!({ "data": data })))
+}
+
+async fn upload(
+    State(state): State<Arc<Mutex<RegistryState>>>,
+    UrlPath(index): UrlPath<usize>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A storage host: no token asked for, none expected.
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap().to_string());
+    let mut state = state.lock().unwrap();
+    state.seen.push((format!("/uploads/{index}"), auth));
+    if state.upload_limit.is_some_and(|limit| body.len() > limit) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "packages are limited to 1 KiB",
+        )
+            .into_response();
+    }
+    match state.uploads.get_mut(index) {
+        Some(slot) => {
+            slot.1 = Some(body.to_vec());
+            StatusCode::OK.into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such upload").into_response(),
+    }
 }
 
 fn json_response(status: StatusCode, value: Value) -> Response {
