@@ -58,6 +58,11 @@ pub struct NewArgs {
     /// interpreter package made by interpreters/*/ in the wcgi repository.
     #[arg(long, value_name = "FILE.wasm|DIR")]
     pub interpreter: Option<PathBuf>,
+
+    /// Where an interpreted template's interpreter package comes from (fetched into the
+    /// cache now, so that `wcgi run` finds it).
+    #[command(flatten)]
+    pub source: PackageOptions,
 }
 
 /// Where packages come from; the same for `run`, `pull` and `inspect`.

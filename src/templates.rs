@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::NewArgs;
+use crate::package::{self, ModuleSource, RegistrySettings};
 
 struct Template {
     name: &'static str,
@@ -25,6 +26,8 @@ struct LocalInterpreter {
     manifest: &'static str,
     /// Where the module is copied in the project.
     file_name: &'static str,
+    /// The script in the wcgi repository that builds or fetches the interpreter.
+    build_script: &'static str,
 }
 
 macro_rules! template_file {
@@ -84,6 +87,7 @@ const TEMPLATES: &[Template] = &[
         local_interpreter: Some(LocalInterpreter {
             manifest: include_str!("../templates/python/wasmer.local.toml"),
             file_name: "python.wasm",
+            build_script: "interpreters/python/fetch.sh",
         }),
     },
     Template {
@@ -102,6 +106,7 @@ const TEMPLATES: &[Template] = &[
         local_interpreter: Some(LocalInterpreter {
             manifest: include_str!("../templates/php/wasmer.local.toml"),
             file_name: "php-cgi.wasm",
+            build_script: "interpreters/php/build.sh",
         }),
     },
 ];
@@ -174,6 +179,29 @@ pub fn new(args: &NewArgs) -> anyhow::Result<()> {
         dir.display()
     );
     println!("Next: cd {} && {}", shell_quote(dir), template.next_steps);
+    if let (None, Some(slot)) = (&interpreter, &template.local_interpreter)
+        && let Err(error) = fetch_dependencies(dir, &args.source.settings())
+    {
+        // The project is written either way; this says how to get it running.
+        eprintln!(
+            "warning: {error:#}. The project is written; to serve it, use --registry with a \
+             registry that has this package, or make the project again with --interpreter DIR, \
+             DIR being what {} in the wcgi repository prints",
+            slot.build_script
+        );
+    }
+    Ok(())
+}
+
+/// Fetches what the new project's commands depend on into the cache, so that `wcgi run`
+/// finds it (also offline), and so that a dependency the registry lacks is said now.
+fn fetch_dependencies(dir: &Path, settings: &RegistrySettings) -> anyhow::Result<()> {
+    let package = package::resolve_directory(dir)?;
+    for command in &package.commands {
+        if let ModuleSource::Dependency { .. } = command.module {
+            command.load_module(settings)?;
+        }
+    }
     Ok(())
 }
 

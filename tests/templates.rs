@@ -197,22 +197,59 @@ fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
 /// registry, then again with the registry gone and `--offline`, from the cache.
 fn check_interpreter_from_registry(template: &str, package: &str, version: &str, built: &Path) {
     let work = tempfile::tempdir().unwrap();
-    let container = work.path().join("interpreter.webc");
-    common::pack(built, &container, "3");
     let registry = common::registry::LocalRegistry::start();
-    registry.publish(package, version, Some(&container), None, false);
-
-    let project = work.path().join("site");
-    new_project(&project, template, None);
     let cache = work.path().join("cache");
-    let mut args: Vec<OsString> = vec![
-        project.clone().into(),
-        "--registry".into(),
-        registry.endpoint.clone().into(),
-        "--cache-dir".into(),
-        cache.into(),
-    ];
+    let with_registry = |args: &[&std::ffi::OsStr], cache: &Path| {
+        let mut all: Vec<OsString> = args.iter().map(|a| a.to_os_string()).collect();
+        all.extend(["--registry".into(), registry.endpoint.clone().into()]);
+        all.extend(["--cache-dir".into(), cache.into()]);
+        all
+    };
+    // The interpreter, published as the release steps publish it.
+    let publish = |dir: &Path, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "publish".as_ref(),
+            dir.as_os_str(),
+            "--token".as_ref(),
+            "t".as_ref(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let output = run_wcgi(&with_registry(&args, &work.path().join("publisher")));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+    };
+    publish(built, &[]);
+    assert_eq!(
+        registry.tagged()[0]["name"],
+        package.split_once('/').unwrap().1
+    );
+    assert_eq!(registry.tagged()[0]["version"], version);
+
+    // `wcgi new` fetches it, and `wcgi run` serves the project with no --interpreter.
+    let project = work.path().join("site");
+    let new = run_wcgi(&with_registry(
+        &[
+            "new".as_ref(),
+            project.as_os_str(),
+            "--template".as_ref(),
+            template.as_ref(),
+        ],
+        &cache,
+    ));
+    let stderr = String::from_utf8_lossy(&new.stderr);
+    assert!(
+        new.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    let mut args = with_registry(&[project.as_os_str()], &cache);
     let server = Server::start(&args);
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+    drop(server);
+
+    // The site published too, and served by name from a fresh cache.
+    publish(&project, &["--namespace", "test", "--name", "site"]);
+    let fresh = work.path().join("fresh");
+    let server = Server::start(&with_registry(&["test/site@0.1.0".as_ref()], &fresh));
     assert!(server.get_text("/").1.contains("Hello, world!"));
     drop(server);
 
@@ -221,6 +258,39 @@ fn check_interpreter_from_registry(template: &str, package: &str, version: &str,
     let server = Server::start(&args);
     let page = server.get_text("/?name=offline").1;
     assert!(page.contains("Hello, offline!"), "{page}");
+}
+
+#[test]
+fn a_template_whose_interpreter_the_registry_lacks_says_how_to_get_one() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = common::registry::LocalRegistry::start();
+    let project = work.path().join("site");
+    let output = run_wcgi(&[
+        OsString::from("new"),
+        project.clone().into(),
+        "--template".into(),
+        "php".into(),
+        "--registry".into(),
+        registry.endpoint.clone().into(),
+        "--cache-dir".into(),
+        work.path().join("cache").into(),
+    ]);
+    assert!(output.status.success());
+    assert!(
+        project.join("wasmer.toml").is_file(),
+        "the project is written"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "warning: dependency wcgi/php@^8.2 of command \"site\": package wcgi/php was not \
+             found in the registry at {}. The project is written; to serve it, use --registry \
+             with a registry that has this package, or make the project again with \
+             --interpreter DIR, DIR being what interpreters/php/build.sh in the wcgi \
+             repository prints\n",
+            registry.endpoint
+        )
+    );
 }
 
 #[test]
