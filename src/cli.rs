@@ -15,6 +15,23 @@ use crate::runtime::MountSpec;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How logs (the access log and server events, on stderr) are written: `text`, one line
+    /// an event, or `json`, one object a line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "WCGI_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,7 +26,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::New(args) => templates::new(&args),
@@ -66,11 +66,22 @@ fn pull(args: &cli::PullArgs) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr; `WCGI_LOG` takes a tracing filter (`debug`, `wcgi=trace`, ...).
-fn init_logging() {
+fn init_logging(format: cli::LogFormat) {
     let filter = EnvFilter::try_from_env("WCGI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => subscriber.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => {
+            server::log_access_as_fields();
+            // One object a line, the event's fields at its top level.
+            subscriber
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .init()
+        }
+    }
 }

@@ -75,12 +75,12 @@ fn every_request_gets_exactly_one_access_log_line() {
     std::thread::sleep(Duration::from_millis(300));
     let lines = access_lines(&server);
     assert_eq!(lines.len(), expected, "{lines:#?}");
-    // The line names the path the client asked for (without the query) and the final status.
+    // The line names the path and query the client asked for, and the final status.
     let logged = [
         " GET /one 200 ",
         " GET /two 200 ",
         " GET /local 200 ",
-        " GET /chain 200 ",
+        " GET /chain?3 200 ",
         " GET /not-found 404 ",
         " GET /assets/a.txt 200 ",
         " POST /posted 200 ",

@@ -1,8 +1,18 @@
-//! One access-log line per request, written when the response is finished or abandoned.
+//! One access-log line per request, written when the response is finished or abandoned: a
+//! line of text, or (with `--log-format json`) an event whose fields are the record's.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::{Method, StatusCode};
+
+/// Whether access events carry their facts as fields (for JSON logs) instead of one line.
+static AS_FIELDS: AtomicBool = AtomicBool::new(false);
+
+/// Access events from now on carry their facts as fields, for a structured log.
+pub fn log_access_as_fields() {
+    AS_FIELDS.store(true, Ordering::Relaxed);
+}
 
 /// Collects what the access log line needs while a request is served; logs on drop, so a
 /// streamed response is logged once its last byte went out or the client went away.
@@ -10,28 +20,36 @@ use http::{Method, StatusCode};
 pub struct AccessRecord {
     request_id: String,
     method: Method,
-    path: String,
+    /// The path with its query, as the client sent it.
+    target: String,
     started: Instant,
     status: Option<StatusCode>,
     bytes: u64,
     complete: bool,
+    /// The route that served it, when one did.
+    route: Option<String>,
 }
 
 impl AccessRecord {
-    pub fn new(request_id: &str, method: &Method, path: &str) -> Self {
+    pub fn new(request_id: &str, method: &Method, target: &str) -> Self {
         AccessRecord {
             request_id: request_id.to_string(),
             method: method.clone(),
-            path: path.to_string(),
+            target: target.to_string(),
             started: Instant::now(),
             status: None,
             bytes: 0,
             complete: false,
+            route: None,
         }
     }
 
     pub fn set_status(&mut self, status: StatusCode) {
         self.status = Some(status);
+    }
+
+    pub fn set_route(&mut self, route: &str) {
+        self.route = Some(route.to_string());
     }
 
     pub fn add_bytes(&mut self, count: usize) {
@@ -47,15 +65,36 @@ impl AccessRecord {
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let status = self.status.map_or(0, |s| s.as_u16());
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let outcome = if self.complete {
+            "complete"
+        } else {
+            "cut short"
+        };
+        if AS_FIELDS.load(Ordering::Relaxed) {
+            tracing::info!(
+                target: "wcgi::access",
+                request_id = %self.request_id,
+                method = %self.method,
+                path = %self.target,
+                status,
+                bytes = self.bytes,
+                duration_ms,
+                route = self.route.as_deref().unwrap_or(""),
+                outcome,
+                "request"
+            );
+            return;
+        }
         tracing::info!(
             target: "wcgi::access",
             "{} {} {} {} {}B {:.1}ms{}",
             self.request_id,
             self.method,
-            self.path,
+            self.target,
             status,
             self.bytes,
-            self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms,
             if self.complete { "" } else { " (cut short)" }
         );
     }

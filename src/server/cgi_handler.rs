@@ -94,15 +94,58 @@ impl GuestResponse {
     }
 }
 
+/// Serves one request; the response carries its request id (the client's `X-Request-Id` when
+/// it sent a usable one), as do the access log and the guest's log lines.
 pub async fn serve_request(
     State(app): State<Arc<AppState>>,
     ConnectInfo(addrs): ConnectInfo<ConnectionAddrs>,
     request: Request,
 ) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(usable_request_id)
+        .unwrap_or_else(|| app.next_request_id());
+    let mut response = respond(app, addrs, request, &request_id).await;
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest client request id kept; a longer one is replaced by the server's own.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's request id, if it is short and made only of characters that cannot break a
+/// log line or a header: letters, digits and `-_.:/+=@`.
+fn usable_request_id(value: &http::HeaderValue) -> Option<String> {
+    let id = value.to_str().ok()?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.:/+=@".contains(c);
+    (!id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.chars().all(allowed))
+        .then(|| id.to_string())
+}
+
+async fn respond(
+    app: Arc<AppState>,
+    addrs: ConnectionAddrs,
+    request: Request,
+    request_id: &str,
+) -> Response {
+    let request_id = request_id.to_string();
     let deadline = Instant::now() + app.limits.timeout;
-    let request_id = app.next_request_id();
     let (parts, body) = request.into_parts();
-    let mut record = AccessRecord::new(&request_id, &parts.method, parts.uri.path());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
+    let mut record = AccessRecord::new(&request_id, &parts.method, &target);
+    if let Ok(path) = decoded_path(&parts.uri)
+        && let Some(routed) = app.site.lookup(&path)
+    {
+        record.set_route(&routed.pattern.to_string());
+    }
     if let Some(file) = find_static_file(&app, &parts) {
         let response = static_response::respond(&file, &parts).await;
         record.set_status(response.status());

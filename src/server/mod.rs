@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgi::{ScriptRouting, StaticEnv};
 use crate::runtime::{GuestFiles, GuestProgram};
+pub use access_log::log_access_as_fields;
 pub use listener::ConnectionLimits;
 pub use route_table::{RoutePattern, RouteTable};
 pub use static_files::{StaticDir, StaticFiles, normalise_prefix};
