@@ -73,7 +73,8 @@ fn snapshot(server: &Server, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>
     let mut headers: Vec<(String, String)> = response
         .headers()
         .iter()
-        .filter(|(name, _)| name.as_str() != "date")
+        // Per request, not per package: the date and the request id.
+        .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
         .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_string()))
         .collect();
     headers.sort();
