@@ -16,7 +16,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::access_log::AccessRecord;
 use super::request_body::{BodyError, DeclaredBody, FeedProgress, PendingBody, SizedBody};
-use super::static_files::StaticFile;
+use super::static_files::{StaticFile, StaticFiles};
 use super::static_response;
 use super::{App, AppState, Argv, Refusal};
 use crate::cgi::{
@@ -133,20 +133,25 @@ async fn respond(
     request: Request,
     request_id: &str,
 ) -> Response {
-    let request_id = request_id.to_string();
     let deadline = Instant::now() + app.limits.timeout;
     let (parts, body) = request.into_parts();
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
-    let mut record = AccessRecord::new(&request_id, &parts.method, &target);
-    if let Ok(path) = decoded_path(&parts.uri)
-        && let Some(routed) = app.site.lookup(&path)
-    {
+    let mut record = AccessRecord::new(request_id, &parts.method, &target);
+    // Routed once here for the log and the static files; an undecodable path is the
+    // command's 400, answered below.
+    let path = decoded_path(&parts.uri).ok();
+    let routed = path.as_deref().and_then(|path| app.site.lookup(path));
+    if let Some(routed) = &routed {
         record.set_route(&routed.pattern.to_string());
     }
-    if let Some(file) = find_static_file(&app, &parts) {
+    let static_files = match &routed {
+        Some(routed) => &routed.target.static_files,
+        None => &app.unrouted_static,
+    };
+    if let Some(file) = find_static_file(static_files, &parts, path.as_deref()) {
         let response = static_response::respond(&file, &parts).await;
         record.set_status(response.status());
         record.add_bytes(body_length(&response));
@@ -185,24 +190,19 @@ async fn respond(
     Failure::TooManyRedirects.respond(record, &request_id)
 }
 
-/// The file the host serves itself for a GET or HEAD, if any; everything else goes to the
-/// command.
-fn find_static_file(app: &Arc<AppState>, parts: &http::request::Parts) -> Option<StaticFile> {
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
-        return None;
-    }
-    // An undecodable path is the command's 400, answered below.
-    let path = decoded_path(&parts.uri).ok()?;
-    let files = match app.site.lookup(&path) {
-        Some(routed) => &routed.target.static_files,
-        None => &app.unrouted_static,
-    };
-    if files.is_empty() {
+/// The file the host serves itself for a GET or HEAD of `path`, if any; everything else
+/// goes to the command.
+fn find_static_file(
+    files: &StaticFiles,
+    parts: &http::request::Parts,
+    path: Option<&str>,
+) -> Option<StaticFile> {
+    if !matches!(parts.method, Method::GET | Method::HEAD) || files.is_empty() {
         return None;
     }
     // A few `stat` calls, made here like script routing's: a hop to the blocking pool would
     // cost more than they do on a local disk.
-    files.lookup(&path)
+    files.lookup(path?)
 }
 
 /// The body size a response announces, for the access log.
