@@ -162,7 +162,7 @@ async fn respond(
     // Refused from the head alone: the body is never read.
     let declared = DeclaredBody::from_headers(&parts.headers);
     if matches!(declared, DeclaredBody::Length(length) if length > app.limits.max_body) {
-        return Failure::Body(BodyError::TooLarge).respond(record, &request_id);
+        return Failure::Body(BodyError::TooLarge).respond(record, request_id);
     }
     let mut target = Target {
         method: parts.method,
@@ -173,21 +173,21 @@ async fn respond(
     };
 
     for _ in 0..=MAX_LOCAL_REDIRECTS {
-        match run_guest(&app, addrs, &mut target, &request_id, deadline).await {
-            Ok(Outcome::Document(response)) => return response.into_response(record, &request_id),
+        match run_guest(&app, addrs, &mut target, request_id, deadline).await {
+            Ok(Outcome::Document(response)) => return response.into_response(record, request_id),
             Ok(Outcome::LocalRedirect(location)) => {
                 let Ok(uri) = location.parse::<Uri>() else {
                     return Failure::BadGateway(format!(
                         "local redirect to an invalid path: {location:?}"
                     ))
-                    .respond(record, &request_id);
+                    .respond(record, request_id);
                 };
                 target = target.redirected(uri);
             }
-            Err(failure) => return failure.respond(record, &request_id),
+            Err(failure) => return failure.respond(record, request_id),
         }
     }
-    Failure::TooManyRedirects.respond(record, &request_id)
+    Failure::TooManyRedirects.respond(record, request_id)
 }
 
 /// The file the host serves itself for a GET or HEAD of `path`, if any; everything else
