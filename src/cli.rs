@@ -284,6 +284,23 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// After SIGINT/SIGTERM, go on accepting and serving requests this long, with the health
+    /// path answering 503, so that load balancers take the server out before its listener
+    /// closes; the shutdown grace starts after it.
+    #[arg(long, default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Answer GET PATH from the server itself, for load balancers and Kubernetes probes: 200
+    /// while it serves, 503 once it is shutting down. Off by default, so that it never hides
+    /// an app's own page.
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
+    pub health_path: Option<String>,
+
+    /// Serve Prometheus metrics (OpenMetrics text) at http://IP:PORT/metrics, on a listener of
+    /// their own, never on the app's address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Do not pre-initialise the command even if its module exports an init function
     /// (`wizer.initialize`, or the `preinit` annotation's): every request starts the module
     /// from scratch.
@@ -312,6 +329,15 @@ fn parse_static(raw: &str) -> Result<StaticSpec, String> {
             "expected URLPATH:DIR with URLPATH starting with `/`, e.g. `/assets:./public`; got `{raw}`"
         )),
     }
+}
+
+fn parse_health_path(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') || raw.contains(['?', '#']) || raw.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{raw:?} is not a URL path; give one such as /healthz"
+        ));
+    }
+    Ok(raw.to_string())
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {

@@ -5,6 +5,7 @@ mod cgi;
 mod cli;
 mod digest;
 mod inspect;
+mod metrics;
 mod modules_toml;
 mod pack;
 mod package;

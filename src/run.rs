@@ -18,7 +18,7 @@ use crate::runtime::{
     Provenance, stdin_channel, stdout_channel,
 };
 use crate::server::{
-    self, App, AppState, Argv, ConnectionLimits, Limits, RoutePattern, RouteTable,
+    self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable,
 };
 use crate::static_dirs;
 
@@ -45,10 +45,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections.map(|n| n as usize),
             shutdown_grace: args.shutdown_grace,
         };
+        let operations = Operations {
+            health_path: args.health_path.clone(),
+            shutdown_delay: args.shutdown_delay,
+            metrics_addr: args.metrics_addr,
+        };
         runtime.block_on(server::serve(
             app,
             args.addr,
             connection_limits,
+            operations,
             move |addr| format!("Serving {site_name} on http://{addr}"),
         ))
     })();

@@ -43,7 +43,9 @@ pub fn load_or_compile(
         return Module::new(engine, wasm).context("the module does not compile");
     };
     let (artifact, checksum_file) = entry_paths(dir, wasm, max_memory);
-    if let Some(module) = load(engine, &artifact, &checksum_file) {
+    let cached = load(engine, &artifact, &checksum_file);
+    crate::metrics::compiled_cache_lookup(cached.is_some());
+    if let Some(module) = cached {
         tracing::debug!("loaded the compiled module from {}", artifact.display());
         return Ok(module);
     }

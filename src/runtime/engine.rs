@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmer::Engine;
-use wasmer::sys::{Cranelift, EngineBuilder, NativeEngineExt};
+use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
 use wasmer_wasix::{Runtime, UnsupportedVirtualNetworking};
@@ -12,6 +12,10 @@ use wasmer_wasix::{Runtime, UnsupportedVirtualNetworking};
 use super::memory_cap::MemoryCap;
 use super::memory_image::MemoryImage;
 use super::memory_pool::MemoryPool;
+
+/// Set to `1`, every guest function compiled or loaded is named in `/tmp/perf-PID.map`, so that
+/// `perf record` / `perf report` show guest frames by name (when the module has a name section).
+const PERF_MAP_VAR: &str = "WCGI_PERF_MAP";
 
 /// The shared WASI runtime handed to every instance.
 pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
@@ -37,7 +41,11 @@ impl GuestEngine {
     /// Must be called inside a Tokio runtime.
     pub fn new(max_memory: u64, max_guests: usize, compiled_cache: Option<PathBuf>) -> Self {
         let pool = MemoryPool::new(max_guests);
-        let mut engine: Engine = EngineBuilder::new(Cranelift::default()).engine().into();
+        let mut compiler = Cranelift::default();
+        if std::env::var_os(PERF_MAP_VAR).is_some_and(|value| value == "1") {
+            compiler.enable_perfmap();
+        }
+        let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
         engine.set_tunables(MemoryCap::new(max_memory, pool.clone()));
         GuestEngine {
             runtime: sandboxed_runtime(&engine),

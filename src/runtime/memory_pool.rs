@@ -102,6 +102,7 @@ impl MemoryPool {
             ty: *ty,
             style: *style,
             size,
+            refused_growth: false,
         };
         memory.publish();
         Ok(memory)
@@ -440,6 +441,8 @@ pub struct PooledMemory {
     ty: MemoryType,
     style: MemoryStyle,
     size: Pages,
+    /// Whether the guest asked to grow it past its maximum: counted once per instance.
+    refused_growth: bool,
 }
 
 // SAFETY: as for wasmer's own memories: the definition pointer belongs to the instance that
@@ -507,6 +510,7 @@ impl LinearMemory for PooledMemory {
         };
         let maximum = self.ty.maximum.unwrap_or(Pages::max_value());
         if new_size > maximum || new_size > MemoryStyle::static_bound() {
+            self.refused_growth = true;
             return Err(could_not_grow);
         }
         self.region()
@@ -564,6 +568,9 @@ impl LinearMemory for PooledMemory {
 
 impl Drop for PooledMemory {
     fn drop(&mut self) {
+        if self.refused_growth {
+            crate::metrics::metrics().memory_limit_hits.inc();
+        }
         if let Some(region) = self.region.take() {
             self.pool.give_back(region);
         }

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use http::{Method, StatusCode};
 
+use crate::metrics::{RequestLabels, metrics, status_class};
+
 /// Whether access events carry their facts as fields (for JSON logs) instead of one line.
 static AS_FIELDS: AtomicBool = AtomicBool::new(false);
 
@@ -65,7 +67,18 @@ impl AccessRecord {
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let status = self.status.map_or(0, |s| s.as_u16());
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let duration_ms = elapsed * 1000.0;
+        let labels = RequestLabels {
+            route: self.route.clone().unwrap_or_default(),
+            status: status_class(status),
+        };
+        let metrics = metrics();
+        metrics
+            .request_duration
+            .get_or_create(&labels)
+            .observe(elapsed);
+        metrics.requests.get_or_create(&labels).inc();
         let outcome = if self.complete {
             "complete"
         } else {

@@ -23,6 +23,7 @@ use crate::cgi::{
     CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
     parse_response_head, split_head,
 };
+use crate::metrics::RefusalLabels;
 use crate::runtime::{
     GuestExit, GuestLog, Invocation, StdoutReceiver, stdin_channel, stdout_channel,
 };
@@ -140,6 +141,9 @@ async fn respond(
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
     let mut record = AccessRecord::new(request_id, &parts.method, &target);
+    if let Some(healthy) = app.health(parts.uri.path()) {
+        return health_response(record, healthy);
+    }
     // Routed once here for the log and the static files; an undecodable path is the
     // command's 400, answered below.
     let path = decoded_path(&parts.uri).ok();
@@ -153,6 +157,7 @@ async fn respond(
     };
     if let Some(file) = find_static_file(static_files, &parts, path.as_deref()) {
         let response = static_response::respond(&file, &parts).await;
+        crate::metrics::metrics().static_responses.inc();
         record.set_status(response.status());
         record.add_bytes(body_length(&response));
         record.complete();
@@ -188,6 +193,43 @@ async fn respond(
         }
     }
     Failure::TooManyRedirects.respond(record, request_id)
+}
+
+/// The health path's answer: 200 while serving, 503 once shutting down; never cached.
+fn health_response(record: AccessRecord, healthy: bool) -> Response {
+    let mut response = if healthy {
+        plain(record, StatusCode::OK, "ok\n")
+    } else {
+        plain(record, StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    };
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// Runs an instance, counted in the metrics: running now, its run time, a timeout.
+fn run_counted(run: impl FnOnce() -> GuestExit) -> GuestExit {
+    let metrics = crate::metrics::metrics();
+    metrics.instances_running.inc();
+    let started = std::time::Instant::now();
+    let exit = run();
+    metrics
+        .instance_duration
+        .observe(started.elapsed().as_secs_f64());
+    metrics.instances_running.dec();
+    if matches!(exit, GuestExit::TimedOut) {
+        metrics.timeouts.inc();
+    }
+    exit
+}
+
+fn count_refusal(reason: &'static str) {
+    crate::metrics::metrics()
+        .refusals
+        .get_or_create(&RefusalLabels { reason })
+        .inc();
 }
 
 /// The file the host serves itself for a GET or HEAD of `path`, if any; everything else
@@ -311,7 +353,7 @@ async fn run_guest(
     let instance_ended = CancellationToken::new();
     let upload = body.feed(stdin_sender, instance_ended.clone());
     let guest = app.guest_threads.run(move || {
-        let exit = guest_app.program.run(invocation);
+        let exit = run_counted(|| guest_app.program.run(invocation));
         drop(admission);
         instance_ended.cancel();
         exit
@@ -403,11 +445,14 @@ impl Failure {
                 tracing::info!(request = %request_id, "bad request: {why}");
                 plain(record, StatusCode::BAD_REQUEST, "bad request\n")
             }
-            Failure::Body(BodyError::TooLarge) => plain(
-                record,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large\n",
-            ),
+            Failure::Body(BodyError::TooLarge) => {
+                count_refusal("body_too_large");
+                plain(
+                    record,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large\n",
+                )
+            }
             Failure::Body(BodyError::TooSlow) => plain(
                 record,
                 StatusCode::REQUEST_TIMEOUT,
@@ -420,6 +465,10 @@ impl Failure {
             ),
             Failure::Busy(refusal) => {
                 tracing::warn!(request = %request_id, "no instance available: {refusal:?}");
+                count_refusal(match refusal {
+                    Refusal::QueueFull => "queue_full",
+                    Refusal::WaitedTooLong => "waited_too_long",
+                });
                 let mut response = plain(
                     record,
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -6,6 +6,7 @@ mod connections;
 mod fd_limit;
 mod guest_threads;
 mod listener;
+mod metrics_endpoint;
 mod request_body;
 mod route_table;
 mod static_files;
@@ -13,7 +14,7 @@ mod static_response;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -104,6 +105,10 @@ pub struct AppState {
     guest_threads: guest_threads::GuestThreads,
     waiting: AtomicUsize,
     next_request: AtomicU64,
+    /// `--health-path`, answered by the server itself.
+    health_path: Option<String>,
+    /// Set once a shutdown signal arrived: the health path answers 503.
+    draining: AtomicBool,
 }
 
 /// Why a request did not get an instance.
@@ -129,7 +134,15 @@ impl AppState {
             limits,
             waiting: AtomicUsize::new(0),
             next_request: AtomicU64::new(1),
+            health_path: None,
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Whether `path` is the health path, and if so whether the server is healthy: `None` for
+    /// any other path.
+    fn health(&self, path: &str) -> Option<bool> {
+        (self.health_path.as_deref() == Some(path)).then(|| !self.draining.load(Ordering::Relaxed))
     }
 
     fn next_request_id(&self) -> String {
@@ -189,6 +202,7 @@ struct QueuePlace<'a>(&'a AtomicUsize);
 impl<'a> QueuePlace<'a> {
     fn take(waiting: &'a AtomicUsize, max: usize) -> Result<Self, Refusal> {
         let before = waiting.fetch_add(1, Ordering::SeqCst);
+        crate::metrics::metrics().requests_waiting.inc();
         let place = QueuePlace(waiting);
         if before >= max {
             return Err(Refusal::QueueFull);
@@ -200,15 +214,28 @@ impl<'a> QueuePlace<'a> {
 impl Drop for QueuePlace<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::metrics().requests_waiting.dec();
     }
 }
 
-/// Binds `addr`, prints the banner, and serves until SIGINT or SIGTERM; then lets requests in
-/// flight finish for at most the shutdown grace.
+/// What the server offers operators besides the site.
+#[derive(Debug, Clone, Default)]
+pub struct Operations {
+    /// `--health-path`.
+    pub health_path: Option<String>,
+    /// `--shutdown-delay`: how long to go on serving after a shutdown signal.
+    pub shutdown_delay: Duration,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Binds `addr`, prints the banner, and serves until SIGINT or SIGTERM (and the shutdown
+/// delay after it); then lets requests in flight finish for at most the shutdown grace.
 pub async fn serve(
-    app: AppState,
+    mut app: AppState,
     addr: SocketAddr,
     limits: ConnectionLimits,
+    operations: Operations,
     banner: impl FnOnce(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
@@ -217,6 +244,10 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    if let Some(metrics_addr) = operations.metrics_addr {
+        metrics_endpoint::start(metrics_addr).await?;
+    }
+    app.health_path = operations.health_path;
     let max_connections = fd_limit::connection_cap(limits.max_connections, app.limits.max_guests);
     // Registered before the banner: a signal sent as soon as it appears must stop the server
     // gracefully, not kill it with the default action.
@@ -224,13 +255,23 @@ pub async fn serve(
     // Printed on stdout, flushed: scripts and tests wait for this line.
     println!("{}", banner(local));
 
+    let app = Arc::new(app);
     let router = Router::new()
         .fallback(cgi_handler::serve_request)
-        .with_state(Arc::new(app));
+        .with_state(app.clone());
     let stopping = CancellationToken::new();
     let signalled = stopping.clone();
+    let delay = operations.shutdown_delay;
     tokio::spawn(async move {
         signal.await;
+        app.draining.store(true, Ordering::Relaxed);
+        if !delay.is_zero() {
+            tracing::info!(
+                "shutting down: still serving for {} (the health path answers 503)",
+                humantime::format_duration(delay)
+            );
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         signalled.cancel();
     });

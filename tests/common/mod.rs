@@ -429,6 +429,11 @@ impl Server {
 
     fn stop_with(&mut self, signal: libc::c_int, limit: Duration) -> std::process::ExitStatus {
         send_signal(self.pid(), signal);
+        self.wait_for_exit(limit)
+    }
+
+    /// Waits (at most `limit`) for the process to exit; returns its status.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -436,7 +441,7 @@ impl Server {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "wcgi did not exit within {limit:?} after signal {signal}"
+                "wcgi did not exit within {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

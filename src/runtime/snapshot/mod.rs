@@ -108,6 +108,7 @@ impl SnapshotSource<'_> {
             } else if checksum(&embedded.wasm) != embedded.checksum {
                 tracing::warn!("the package's snapshot is damaged; pre-initialising again");
             } else {
+                crate::metrics::snapshot_lookup(true);
                 return Ok((embedded.wasm.clone(), Provenance::Embedded));
             }
         }
@@ -115,6 +116,7 @@ impl SnapshotSource<'_> {
         if let Some(entry) = &entry
             && let Some(snapshot) = entry.load()
         {
+            crate::metrics::snapshot_lookup(true);
             return Ok((snapshot, Provenance::Cached));
         }
         let snapshot = Bytes::from(self.build()?);
@@ -123,6 +125,7 @@ impl SnapshotSource<'_> {
         {
             tracing::warn!("cannot cache the snapshot: {error:#}");
         }
+        crate::metrics::snapshot_lookup(false);
         Ok((snapshot, Provenance::Built))
     }
 
