@@ -202,7 +202,7 @@ pub struct PackArgs {
 /// `--max-memory` of `wcgi run`, and of the snapshots `wcgi pack --preinit` embeds.
 const DEFAULT_MAX_MEMORY: &str = "512MiB";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// What to serve: a directory with wasmer.toml, a .wasm or .webc file,
     /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc; or a WAGI modules.toml
@@ -300,6 +300,13 @@ pub struct RunArgs {
     /// their own, never on the app's address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Watch the manifest (`wasmer.toml` or `modules.toml`) and the module files; on a change,
+    /// build the site again in the background and switch to it: requests in flight finish
+    /// on the old version, new ones get the new one, and a version that fails to build is
+    /// not switched to. The listener stays open throughout.
+    #[arg(long)]
+    pub watch: bool,
 
     /// Do not pre-initialise the command even if its module exports an init function
     /// (`wizer.initialize`, or the `preinit` annotation's): every request starts the module

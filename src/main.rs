@@ -16,6 +16,7 @@ mod runtime;
 mod server;
 mod static_dirs;
 mod templates;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

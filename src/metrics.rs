@@ -52,6 +52,13 @@ impl CacheLabels {
     }
 }
 
+/// A reload's result.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok`, or `failed` (the previous version kept serving).
+    pub result: &'static str,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     registry: Registry,
@@ -66,6 +73,7 @@ pub struct Metrics {
     pub static_responses: Counter,
     pub compiled_cache: Family<CacheLabels, Counter>,
     pub snapshot_cache: Family<CacheLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
 }
 
 /// From 1 ms to about 65 s, doubling.
@@ -88,6 +96,7 @@ impl Metrics {
         let static_responses = Counter::default();
         let compiled_cache = Family::<CacheLabels, Counter>::default();
         let snapshot_cache = Family::<CacheLabels, Counter>::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
 
         let mut registry = Registry::with_prefix("wcgi");
         registry.register(
@@ -147,6 +156,11 @@ impl Metrics {
             "Pre-initialisation snapshot lookups (hit: cached or embedded in the package)",
             snapshot_cache.clone(),
         );
+        registry.register(
+            "reloads",
+            "Site rebuilds after a watched file changed (--watch)",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -160,6 +174,7 @@ impl Metrics {
             static_responses,
             compiled_cache,
             snapshot_cache,
+            reloads,
         }
     }
 

@@ -1,6 +1,6 @@
 //! `wcgi run`: resolve the package, prepare its command once, then serve it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,16 +11,17 @@ use tokio_util::sync::CancellationToken;
 use crate::cgi::StaticEnv;
 use crate::cli::RunArgs;
 use crate::modules_toml::{self, ModuleEntry};
-use crate::package::{self, Cache, CommandSpec, Package};
+use crate::package::{self, Cache, CommandSpec, ModuleSource, Package};
 use crate::preinit;
 use crate::runtime::{
     GuestEngine, GuestFiles, GuestLog, GuestProgram, Invocation, Mount, MountSpec, ProgramSpec,
     Provenance, stdin_channel, stdout_channel,
 };
 use crate::server::{
-    self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable,
+    self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable, Site,
 };
 use crate::static_dirs;
+use crate::watch;
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
@@ -28,6 +29,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Resolved before the async runtime starts: fetching may block on the network.
     let (site_name, parts) = site_parts(&args)?;
+    let watched = watched_files(&args, &parts);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,10 +38,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let result = (|| {
         // Opening mounts and building the WASI runtime need a Tokio context.
-        let app = {
+        let (app, engine) = {
             let _context = runtime.enter();
             prepare(&args, parts)?
         };
+        if args.watch {
+            watch::start(&args, engine, app.site_handle(), runtime.handle(), watched)?;
+        }
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections.map(|n| n as usize),
@@ -109,8 +114,9 @@ fn site_parts(args: &RunArgs) -> anyhow::Result<(String, Vec<Part>)> {
     Ok((name, parts))
 }
 
-/// Everything that can be checked or done once happens here, before listening.
-fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<AppState> {
+/// Everything that can be checked or done once happens here, before listening. Also gives
+/// the engine, which a reload builds the site again with.
+fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<(AppState, GuestEngine)> {
     let max_guests = args
         .max_concurrency
         .map_or_else(default_concurrency, |n| n as usize);
@@ -120,6 +126,26 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<AppState> {
         max_guests,
         Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
     );
+    let site = build_site(args, &engine, parts)?;
+    let limits = Limits {
+        timeout: args.timeout,
+        max_body: args.max_body,
+        max_guests,
+        max_queue: args.max_queue,
+    };
+    Ok((AppState::new(site, limits)?, engine))
+}
+
+/// The site `wcgi run ARGS` serves, resolved, read and compiled: at start-up, and again
+/// for each reload. Must be called inside a Tokio context.
+pub fn load_site(args: &RunArgs, engine: &GuestEngine) -> anyhow::Result<(Site, Vec<PathBuf>)> {
+    let (_, parts) = site_parts(args)?;
+    let watched = watched_files(args, &parts);
+    Ok((build_site(args, engine, parts)?, watched))
+}
+
+/// Every app of the site, at its route.
+fn build_site(args: &RunArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow::Result<Site> {
     let is_site = parts.iter().any(|part| part.module.is_some());
     let mut routes = Vec::new();
     for part in parts {
@@ -140,22 +166,50 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<AppState> {
         }
         routes.push((part.route, part.label, Arc::new(app)));
     }
-    let site = RouteTable::new(routes).map_err(anyhow::Error::msg)?;
+    let routes = RouteTable::new(routes).map_err(anyhow::Error::msg)?;
     if is_site {
-        for (pattern, name, _) in site.iter() {
+        for (pattern, name, _) in routes.iter() {
             tracing::info!("route {pattern} → {name}");
         }
     }
-    AppState::new(
-        site,
-        static_dirs::open_unrouted(&args.static_dirs)?,
-        Limits {
-            timeout: args.timeout,
-            max_body: args.max_body,
-            max_guests,
-            max_queue: args.max_queue,
-        },
-    )
+    Ok(Site {
+        routes,
+        unrouted_static: static_dirs::open_unrouted(&args.static_dirs)?,
+    })
+}
+
+/// The files whose change `--watch` reloads the site for: a `modules.toml`, each package's
+/// `wasmer.toml` or `.wasm`/`.webc` file, and the module files its commands run. Registry
+/// packages have none.
+fn watched_files(args: &RunArgs, parts: &[Part]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut reference = |reference: &str| {
+        let path = Path::new(reference);
+        if path.is_dir() {
+            files.push(path.join("wasmer.toml"));
+        } else if path.is_file() {
+            files.push(path.to_path_buf());
+        }
+    };
+    reference(&args.package);
+    for part in parts {
+        if let Some(module) = &part.module {
+            reference(&module.module);
+        }
+    }
+    for part in parts {
+        if let ModuleSource::File { path, .. } = &part.command.module {
+            files.push(path.clone());
+        }
+    }
+    let mut unique = Vec::new();
+    for file in files {
+        let file = std::path::absolute(&file).unwrap_or(file);
+        if !unique.contains(&file) {
+            unique.push(file);
+        }
+    }
+    unique
 }
 
 /// The export WAGI calls once at start-up for a module's own routes.

@@ -18,7 +18,7 @@ use super::access_log::AccessRecord;
 use super::request_body::{BodyError, DeclaredBody, FeedProgress, PendingBody, SizedBody};
 use super::static_files::{StaticFile, StaticFiles};
 use super::static_response;
-use super::{App, AppState, Argv, Refusal};
+use super::{App, AppState, Argv, Refusal, Site};
 use crate::cgi::{
     CgiRequest, HeadError, HeadSplit, ResponseKind, Routed, ScriptRoute, decoded_path,
     parse_response_head, split_head,
@@ -147,13 +147,14 @@ async fn respond(
     // Routed once here for the log and the static files; an undecodable path is the
     // command's 400, answered below.
     let path = decoded_path(&parts.uri).ok();
-    let routed = path.as_deref().and_then(|path| app.site.lookup(path));
+    let site = app.site.load_full();
+    let routed = path.as_deref().and_then(|path| site.routes.lookup(path));
     if let Some(routed) = &routed {
         record.set_route(&routed.pattern.to_string());
     }
     let static_files = match &routed {
         Some(routed) => &routed.target.static_files,
-        None => &app.unrouted_static,
+        None => &site.unrouted_static,
     };
     if let Some(file) = find_static_file(static_files, &parts, path.as_deref()) {
         let response = static_response::respond(&file, &parts).await;
@@ -178,7 +179,7 @@ async fn respond(
     };
 
     for _ in 0..=MAX_LOCAL_REDIRECTS {
-        match run_guest(&app, addrs, &mut target, request_id, deadline).await {
+        match run_guest(&app, &site, addrs, &mut target, request_id, deadline).await {
             Ok(Outcome::Document(response)) => return response.into_response(record, request_id),
             Ok(Outcome::LocalRedirect(location)) => {
                 let Ok(uri) = location.parse::<Uri>() else {
@@ -279,13 +280,14 @@ impl Target {
 /// guest and reads its head.
 async fn run_guest(
     app: &Arc<AppState>,
+    site: &Site,
     addrs: ConnectionAddrs,
     target: &mut Target,
     request_id: &str,
     deadline: Instant,
 ) -> Result<Outcome, Failure> {
     let path = decoded_path(&target.uri).map_err(|error| Failure::BadRequest(error.to_string()))?;
-    let Some(routed) = app.site.lookup(&path) else {
+    let Some(routed) = site.routes.lookup(&path) else {
         // Paths no route claims: the host's own health answer, else nothing here.
         let answer = if path == HEALTH_PATH {
             HostAnswer::new(StatusCode::OK, "ok\n")

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -90,14 +91,22 @@ impl App {
     }
 }
 
-/// Shared by every request; built once before listening. What is server-wide lives here;
-/// what belongs to one app, in its [`App`].
-pub struct AppState {
-    /// Which app serves which paths.
-    pub site: RouteTable<Arc<App>>,
+/// What is served: which app serves which paths, and the files under paths no route claims.
+/// Replaced whole when a reload rebuilds it; a request keeps the one it started with.
+pub struct Site {
+    pub routes: RouteTable<Arc<App>>,
     /// What `--static` serves under paths no route claims (under a route, its app's own
     /// static files, which include `--static`, decide).
     pub unrouted_static: StaticFiles,
+}
+
+/// The site being served, replaceable while requests run.
+pub type SiteHandle = Arc<ArcSwap<Site>>;
+
+/// Shared by every request; built once before listening. What is server-wide lives here;
+/// what belongs to one app, in its [`App`].
+pub struct AppState {
+    site: SiteHandle,
     pub limits: Limits,
     /// One permit per instance allowed to run at once.
     guest_slots: Arc<Semaphore>,
@@ -121,14 +130,9 @@ pub enum Refusal {
 }
 
 impl AppState {
-    pub fn new(
-        site: RouteTable<Arc<App>>,
-        unrouted_static: StaticFiles,
-        limits: Limits,
-    ) -> anyhow::Result<Self> {
+    pub fn new(site: Site, limits: Limits) -> anyhow::Result<Self> {
         Ok(AppState {
-            site,
-            unrouted_static,
+            site: Arc::new(ArcSwap::from_pointee(site)),
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
             guest_threads: guest_threads::GuestThreads::start(limits.max_guests)?,
             limits,
@@ -143,6 +147,11 @@ impl AppState {
     /// any other path.
     fn health(&self, path: &str) -> Option<bool> {
         (self.health_path.as_deref() == Some(path)).then(|| !self.draining.load(Ordering::Relaxed))
+    }
+
+    /// The handle a reload replaces the site through.
+    pub fn site_handle(&self) -> SiteHandle {
+        self.site.clone()
     }
 
     fn next_request_id(&self) -> String {
