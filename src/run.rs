@@ -151,8 +151,8 @@ fn build_site(args: &RunArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow:
     for part in parts {
         // A single package's errors already name its command.
         let app = match part.module {
-            Some(_) => prepare_app(args, &engine, &part).with_context(|| part.label.clone()),
-            None => prepare_app(args, &engine, &part),
+            Some(_) => prepare_app(args, engine, &part).with_context(|| part.label.clone()),
+            None => prepare_app(args, engine, &part),
         }?;
         if part.module.is_some() && app.program.exports_function(ROUTES_EXPORT) {
             for (route, entrypoint) in sub_routes(&app, &part)? {
