@@ -84,7 +84,12 @@ fn json_logs_are_one_object_per_line_with_one_access_event_per_request() {
         assert_eq!(event["bytes"], "Hello from WebAssembly!\n".len());
         assert_eq!(event["route"], "/...");
         assert_eq!(event["outcome"], "complete");
-        assert!(event["duration_ms"].as_f64().unwrap() > 0.0);
+        let duration = event["duration_ms"].as_f64().unwrap();
+        let instance = event["instance_ms"].as_f64().unwrap();
+        assert!(
+            instance > 0.0 && instance <= duration,
+            "instance {instance} ms, request {duration} ms"
+        );
         let id = event["request_id"].as_str().unwrap();
         assert!(id.starts_with('r'), "{id}");
     }

@@ -1,8 +1,9 @@
 //! One access-log line per request, written when the response is finished or abandoned: a
 //! line of text, or (with `--log-format json`) an event whose fields are the record's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
@@ -30,6 +31,24 @@ pub struct AccessRecord {
     complete: bool,
     /// The route that served it, when one did.
     route: Option<String>,
+    /// How long its instances ran.
+    instance_time: InstanceTime,
+}
+
+/// The run time of a request's instances (more than one after local redirects), added by the
+/// threads they ran on.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceTime(Arc<AtomicU64>);
+
+impl InstanceTime {
+    pub fn add(&self, ran: Duration) {
+        let micros = u64::try_from(ran.as_micros()).unwrap_or(u64::MAX);
+        self.0.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn millis(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1000.0
+    }
 }
 
 impl AccessRecord {
@@ -43,7 +62,13 @@ impl AccessRecord {
             bytes: 0,
             complete: false,
             route: None,
+            instance_time: InstanceTime::default(),
         }
+    }
+
+    /// Where the request's instances add their run time.
+    pub fn instance_time(&self) -> InstanceTime {
+        self.instance_time.clone()
     }
 
     pub fn set_status(&mut self, status: StatusCode) {
@@ -93,6 +118,7 @@ impl Drop for AccessRecord {
                 status,
                 bytes = self.bytes,
                 duration_ms,
+                instance_ms = self.instance_time.millis(),
                 route = self.route.as_deref().unwrap_or(""),
                 outcome,
                 "request"

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::access_log::AccessRecord;
+use super::access_log::{AccessRecord, InstanceTime};
 use super::request_body::{BodyError, DeclaredBody, FeedProgress, PendingBody, SizedBody};
 use super::static_files::{StaticFile, StaticFiles};
 use super::static_response;
@@ -53,6 +53,8 @@ struct Target {
     headers: HeaderMap,
     /// Taken by the first instance; a local redirect has none.
     body: Option<PendingBody>,
+    /// Where the request's instances add their run time, for the access log.
+    instance_time: InstanceTime,
 }
 
 enum Outcome {
@@ -176,6 +178,7 @@ async fn respond(
         version: parts.version,
         headers: parts.headers,
         body: Some(PendingBody { declared, body }),
+        instance_time: record.instance_time(),
     };
 
     for _ in 0..=MAX_LOCAL_REDIRECTS {
@@ -210,15 +213,16 @@ fn health_response(record: AccessRecord, healthy: bool) -> Response {
     response
 }
 
-/// Runs an instance, counted in the metrics: running now, its run time, a timeout.
-fn run_counted(run: impl FnOnce() -> GuestExit) -> GuestExit {
+/// Runs an instance, counted in the metrics (running now, its run time, a timeout) and its
+/// run time added to the request's.
+fn run_counted(instance_time: &InstanceTime, run: impl FnOnce() -> GuestExit) -> GuestExit {
     let metrics = crate::metrics::metrics();
     metrics.instances_running.inc();
     let started = std::time::Instant::now();
     let exit = run();
-    metrics
-        .instance_duration
-        .observe(started.elapsed().as_secs_f64());
+    let ran = started.elapsed();
+    instance_time.add(ran);
+    metrics.instance_duration.observe(ran.as_secs_f64());
     metrics.instances_running.dec();
     if matches!(exit, GuestExit::TimedOut) {
         metrics.timeouts.inc();
@@ -352,10 +356,11 @@ async fn run_guest(
         argv,
     };
     let guest_app = module.clone();
+    let instance_time = target.instance_time.clone();
     let instance_ended = CancellationToken::new();
     let upload = body.feed(stdin_sender, instance_ended.clone());
     let guest = app.guest_threads.run(move || {
-        let exit = run_counted(|| guest_app.program.run(invocation));
+        let exit = run_counted(&instance_time, || guest_app.program.run(invocation));
         drop(admission);
         instance_ended.cancel();
         exit
