@@ -38,6 +38,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve a package over HTTP, one sandboxed instance per request.
     Run(Box<RunArgs>),
+    /// Compile and pre-initialise what `wcgi run` with the same options serves, into the
+    /// cache, so that a server sharing that cache starts without compiling.
+    Compile(Box<SiteArgs>),
     /// Create a project from a template.
     New(NewArgs),
     /// Show a package's commands, runners, annotations, modules and volumes, or a
@@ -202,8 +205,10 @@ pub struct PackArgs {
 /// `--max-memory` of `wcgi run`, and of the snapshots `wcgi pack --preinit` embeds.
 const DEFAULT_MAX_MEMORY: &str = "512MiB";
 
+/// What `wcgi run` serves and how its instances are made: the same for `wcgi compile`, so
+/// that what one compiles and pre-initialises is what the other finds in the cache.
 #[derive(Debug, Args, Clone)]
-pub struct RunArgs {
+pub struct SiteArgs {
     /// What to serve: a directory with wasmer.toml, a .wasm or .webc file,
     /// `namespace/name[@version]`, `sha256:HEX` or a URL of a .webc; or a WAGI modules.toml
     /// (a .toml file with [[module]] tables), each module at its route.
@@ -212,10 +217,6 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub source: PackageOptions,
-
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8000", value_name = "IP:PORT")]
-    pub addr: SocketAddr,
 
     /// Which [[command]] to serve (default: the package entrypoint, else the only wcgi command).
     #[arg(short = 'e', long, value_name = "NAME")]
@@ -244,15 +245,35 @@ pub struct RunArgs {
     #[arg(long = "static", value_name = "URLPATH:DIR", value_parser = parse_static)]
     pub static_dirs: Vec<StaticSpec>,
 
-    /// Wall-clock limit per request (`500ms`, `2s`, `1m`). Past it the client gets 504 (or the
-    /// response is cut short if it had started) and the instance is stopped.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Duration,
-
     /// Linear memory each instance may use (`64MiB`). A guest growing past it fails inside
     /// the guest and its request gets 500.
     #[arg(long, default_value = DEFAULT_MAX_MEMORY, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: u64,
+
+    /// Do not pre-initialise the command even if its module exports an init function
+    /// (`wizer.initialize`, or the `preinit` annotation's): every request starts the module
+    /// from scratch.
+    #[arg(long)]
+    pub no_preinit: bool,
+
+    /// Arguments appended to the guest's argv, after the command's `main-args`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub site: SiteArgs,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+
+    /// Wall-clock limit per request (`500ms`, `2s`, `1m`). Past it the client gets 504 (or the
+    /// response is cut short if it had started) and the instance is stopped.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
 
     /// Largest request body accepted; bigger bodies get 413 (e.g. `16MiB`, `512KiB`).
     #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
@@ -307,16 +328,6 @@ pub struct RunArgs {
     /// not switched to. The listener stays open throughout.
     #[arg(long)]
     pub watch: bool,
-
-    /// Do not pre-initialise the command even if its module exports an init function
-    /// (`wizer.initialize`, or the `preinit` annotation's): every request starts the module
-    /// from scratch.
-    #[arg(long)]
-    pub no_preinit: bool,
-
-    /// Arguments appended to the guest's argv, after the command's `main-args`.
-    #[arg(last = true, value_name = "ARGS")]
-    pub args: Vec<String>,
 }
 
 /// `--static URLPATH:DIR`.

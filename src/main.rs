@@ -3,6 +3,7 @@
 mod atomic_file;
 mod cgi;
 mod cli;
+mod compile;
 mod digest;
 mod inspect;
 mod metrics;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
+        Command::Compile(args) => compile::compile(&args),
         Command::New(args) => templates::new(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Pull(args) => pull(&args),

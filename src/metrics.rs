@@ -46,6 +46,8 @@ pub struct CacheLabels {
 }
 
 impl CacheLabels {
+    pub const MISS: CacheLabels = CacheLabels { result: "miss" };
+
     fn of(hit: bool) -> Self {
         let result = if hit { "hit" } else { "miss" };
         CacheLabels { result }

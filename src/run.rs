@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgi::StaticEnv;
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, SiteArgs};
 use crate::modules_toml::{self, ModuleEntry};
 use crate::package::{self, Cache, CommandSpec, ModuleSource, Package};
 use crate::preinit;
@@ -28,8 +28,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Resolved before the async runtime starts: fetching may block on the network.
-    let (site_name, parts) = site_parts(&args)?;
-    let watched = watched_files(&args, &parts);
+    let (site_name, parts) = site_parts(&args.site)?;
+    let watched = watched_files(&args.site, &parts);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,7 +43,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             prepare(&args, parts)?
         };
         if args.watch {
-            watch::start(&args, engine, app.site_handle(), runtime.handle(), watched)?;
+            watch::start(
+                &args.site,
+                engine,
+                app.site_handle(),
+                runtime.handle(),
+                watched,
+            )?;
         }
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
@@ -81,7 +87,7 @@ struct Part {
 
 /// What `wcgi run` serves, and its name for the banner: a package's command at `/...`, or
 /// every `[[module]]` of a `modules.toml` at its route.
-fn site_parts(args: &RunArgs) -> anyhow::Result<(String, Vec<Part>)> {
+fn site_parts(args: &SiteArgs) -> anyhow::Result<(String, Vec<Part>)> {
     let settings = args.source.settings();
     let file = Path::new(&args.package);
     if !modules_toml::is_site_file(file) {
@@ -122,11 +128,11 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<(AppState, GuestE
         .map_or_else(default_concurrency, |n| n as usize);
     // Once per process, whatever it serves: the engine, its memory cap and pool, the runtime.
     let engine = GuestEngine::new(
-        args.max_memory,
+        args.site.max_memory,
         max_guests,
-        Some(Cache::new(args.source.cache_dir.clone()).compiled_dir()),
+        Some(Cache::new(args.site.source.cache_dir.clone()).compiled_dir()),
     );
-    let site = build_site(args, &engine, parts)?;
+    let site = build_site(&args.site, &engine, parts)?;
     let limits = Limits {
         timeout: args.timeout,
         max_body: args.max_body,
@@ -138,14 +144,14 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<(AppState, GuestE
 
 /// The site `wcgi run ARGS` serves, resolved, read and compiled: at start-up, and again
 /// for each reload. Must be called inside a Tokio context.
-pub fn load_site(args: &RunArgs, engine: &GuestEngine) -> anyhow::Result<(Site, Vec<PathBuf>)> {
+pub fn load_site(args: &SiteArgs, engine: &GuestEngine) -> anyhow::Result<(Site, Vec<PathBuf>)> {
     let (_, parts) = site_parts(args)?;
     let watched = watched_files(args, &parts);
     Ok((build_site(args, engine, parts)?, watched))
 }
 
 /// Every app of the site, at its route.
-fn build_site(args: &RunArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow::Result<Site> {
+fn build_site(args: &SiteArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow::Result<Site> {
     let is_site = parts.iter().any(|part| part.module.is_some());
     let mut routes = Vec::new();
     for part in parts {
@@ -181,7 +187,7 @@ fn build_site(args: &RunArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow:
 /// The files whose change `--watch` reloads the site for: a `modules.toml`, each package's
 /// `wasmer.toml` or `.wasm`/`.webc` file, and the module files its commands run. Registry
 /// packages have none.
-fn watched_files(args: &RunArgs, parts: &[Part]) -> Vec<PathBuf> {
+fn watched_files(args: &SiteArgs, parts: &[Part]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut reference = |reference: &str| {
         let path = Path::new(reference);
@@ -280,7 +286,7 @@ fn sub_routes(app: &App, part: &Part) -> anyhow::Result<Vec<(RoutePattern, Strin
 const ROUTES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One app: its command compiled (or pre-initialised), its mounts, environment and files.
-fn prepare_app(args: &RunArgs, engine: &GuestEngine, part: &Part) -> anyhow::Result<App> {
+fn prepare_app(args: &SiteArgs, engine: &GuestEngine, part: &Part) -> anyhow::Result<App> {
     let command = &part.command;
     let module = part.module.as_ref();
     let routing = command
@@ -390,7 +396,7 @@ pub fn program_spec(
 /// The command's program, from its snapshot when it is pre-initialised. A snapshot the
 /// package carries that does not compile is replaced by one built here, never trusted.
 fn compile(
-    args: &RunArgs,
+    args: &SiteArgs,
     command: &CommandSpec,
     engine: &GuestEngine,
     spec: ProgramSpec,
@@ -418,7 +424,7 @@ fn compile(
 
 /// The command with its module replaced by its snapshot, when it is pre-initialised.
 fn preinitialised(
-    args: &RunArgs,
+    args: &SiteArgs,
     command: &CommandSpec,
     engine: &GuestEngine,
     spec: ProgramSpec,
@@ -460,7 +466,7 @@ fn preinitialised(
 /// a later mount at the same guest path replaces an earlier one (so `--mapdir /app:./app`
 /// overrides the package's `/app`).
 fn open_mounts(
-    args: &RunArgs,
+    args: &SiteArgs,
     package: &Package,
     module_volumes: &[MountSpec],
 ) -> anyhow::Result<Vec<Mount>> {

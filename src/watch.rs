@@ -14,7 +14,7 @@ use notify::event::{EventKind, MetadataKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::cli::RunArgs;
+use crate::cli::SiteArgs;
 use crate::metrics::{ReloadLabels, metrics};
 use crate::runtime::GuestEngine;
 use crate::server::SiteHandle;
@@ -26,7 +26,7 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Starts watching `files`; each change rebuilds the site with `engine` and stores it in
 /// `site`.
 pub fn start(
-    args: &RunArgs,
+    args: &SiteArgs,
     engine: GuestEngine,
     site: SiteHandle,
     runtime: &tokio::runtime::Handle,
@@ -135,7 +135,7 @@ fn changes_contents(kind: &EventKind) -> bool {
 
 /// What a reload needs: the command line the site was built from, and where it goes.
 struct Reloader {
-    args: RunArgs,
+    args: SiteArgs,
     engine: GuestEngine,
     site: SiteHandle,
     runtime: tokio::runtime::Handle,

@@ -28,6 +28,11 @@ impl Cache {
         Cache { root }
     }
 
+    /// The cache's directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// Where compiled modules are kept.
     pub fn compiled_dir(&self) -> PathBuf {
         self.root.join("compiled")
