@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Server, client, fixture, repo_root, run_wcgi, wait_for_log_count};
+use common::{Server, client, fixture, repo_root, run_wcgi};
 
 #[test]
 fn compile_fills_the_cache_so_that_run_starts_without_compiling() {
@@ -57,11 +57,12 @@ fn compile_fills_the_cache_so_that_run_starts_without_compiling() {
         server.logs()
     );
     assert_eq!(server.get_text("/").0, 200);
-    wait_for_log_count(&server, "metrics on http://", 1);
-    let logs = server.logs();
-    let start = logs.find("metrics on ").unwrap() + "metrics on ".len();
-    let url = logs[start..].split_whitespace().next().unwrap();
-    let scrape = client().get(url).send().unwrap().text().unwrap();
+    let scrape = client()
+        .get(server.metrics_url())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(
         scrape.contains("wcgi_compiled_cache_total{result=\"hit\"} 1\n"),
         "{scrape}"

@@ -95,15 +95,6 @@ fn json_logs_are_one_object_per_line_with_one_access_event_per_request() {
     }
 }
 
-/// The metrics address the server logged at start-up.
-fn metrics_url(server: &Server) -> String {
-    wait_for_log_count(server, "metrics on http://", 1);
-    let logs = server.logs();
-    let start = logs.find("metrics on http://").unwrap() + "metrics on ".len();
-    let url = logs[start..].split_whitespace().next().unwrap();
-    url.to_string()
-}
-
 /// One scrape: every sample as `name{labels}` → value, after checking the content type and
 /// that a Prometheus text parser reads every sample line.
 fn scrape(url: &str) -> BTreeMap<String, f64> {
@@ -169,7 +160,7 @@ fn metrics_count_a_known_mix_of_requests_exactly() {
         "--static".into(),
         format!("/assets:{}", site.path().join("assets").display()).into(),
     ]);
-    let url = metrics_url(&server);
+    let url = server.metrics_url();
     assert_ne!(
         url,
         server.url("/metrics"),

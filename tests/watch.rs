@@ -114,10 +114,7 @@ fn a_rebuilt_module_is_served_without_failing_a_request_and_a_broken_one_is_not(
     );
     assert_eq!(logs.matches("reloaded in ").count(), 10, "{logs}");
 
-    let metrics_url = {
-        let start = logs.find("metrics on ").unwrap() + "metrics on ".len();
-        logs[start..].split_whitespace().next().unwrap().to_string()
-    };
+    let metrics_url = server.metrics_url();
     let scrape = client().get(metrics_url).send().unwrap().text().unwrap();
     assert!(
         scrape.contains("wcgi_reloads_total{result=\"ok\"} 10\n"),

@@ -447,6 +447,14 @@ impl Server {
         }
     }
 
+    /// The `/metrics` URL of `--metrics-addr`, as the server logged it at start-up.
+    pub fn metrics_url(&self) -> String {
+        wait_for_log_count(self, "metrics on http://", 1);
+        let logs = self.logs();
+        let start = logs.find("metrics on http://").unwrap() + "metrics on ".len();
+        logs[start..].split_whitespace().next().unwrap().to_string()
+    }
+
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
