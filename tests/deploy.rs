@@ -253,3 +253,26 @@ fn the_kubernetes_manifests_are_valid_and_agree_with_the_cli() {
     }
     assert_eq!(deployments, 2);
 }
+
+#[test]
+fn the_container_image_is_built_with_the_readmes_build_command() {
+    let build = "cargo build --release --locked";
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("`{build}`")),
+        "README names no build command"
+    );
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("deploy/container/Dockerfile")).unwrap();
+    let runs: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("RUN "))
+        .collect();
+    assert!(
+        runs.iter()
+            .any(|run| run.starts_with(&format!("RUN {build}"))),
+        "{runs:?}"
+    );
+    assert!(dockerfile.contains("\nSTOPSIGNAL SIGTERM\n"));
+    assert!(dockerfile.contains("\nUSER 10001:10001\n"));
+}
