@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the image (on the local base images unless BUILD_FLAGS names others) and checks it:
 # it serves examples/hello mounted at /srv/app as a non-root user, answers the health path,
-# and exits 0 on SIGTERM (podman stop). Loopback only. Needs root, podman, runc, debootstrap.
+# exits 0 on SIGTERM (podman stop), and serves from a cache volume mounted read-only that
+# `wcgi compile` filled. Loopback only. Needs root, podman, runc, debootstrap.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # Debian's podman defaults (crun, systemd cgroups) fail on hybrid-cgroup machines, and
@@ -35,4 +36,23 @@ curl -s "http://127.0.0.1:$PORT/" | grep -q "Hello from WebAssembly" \
 "${PODMAN[@]}" stop -t 15 "$name" >/dev/null
 status="$("${PODMAN[@]}" inspect "$name" --format '{{.State.ExitCode}}')"
 [ "$status" = 0 ] || { echo "check: exit status $status after SIGTERM" >&2; exit 1; }
-echo "check: $IMAGE serves examples/hello as uid 10001, answers /healthz, exits 0 on SIGTERM"
+
+# A cache filled once by `wcgi compile`, then shared read-only: nothing is compiled again.
+cache="$(mktemp -d)"
+trap '"${PODMAN[@]}" rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$cache"' EXIT
+chown 10001:10001 "$cache"
+"${PODMAN[@]}" run --rm "${RUN_LIMITS[@]}" -v "$PWD/examples/hello:/srv/app:ro" \
+    -v "$cache:/var/cache/wcgi" "$IMAGE" compile /srv/app >&2
+"${PODMAN[@]}" rm -f "$name" >/dev/null
+"${PODMAN[@]}" run -d --name "$name" "${RUN_LIMITS[@]}" -p "127.0.0.1:$PORT:8000" -e WCGI_LOG=debug \
+    -v "$PWD/examples/hello:/srv/app:ro" -v "$cache:/var/cache/wcgi:ro" "$IMAGE" >/dev/null
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
+    sleep 0.1
+done
+curl -s "http://127.0.0.1:$PORT/" | grep -q "Hello from WebAssembly" \
+    || { echo "check: not served from the read-only cache" >&2; exit 1; }
+"${PODMAN[@]}" logs "$name" 2>&1 | grep -q "loaded the compiled module from" \
+    || { echo "check: the module was not loaded from the read-only cache" >&2; exit 1; }
+"${PODMAN[@]}" stop -t 15 "$name" >/dev/null
+echo "check: $IMAGE serves examples/hello as uid 10001, answers /healthz, exits 0 on SIGTERM, and starts from a read-only cache that wcgi compile filled"

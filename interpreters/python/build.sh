@@ -70,9 +70,9 @@ run() {
     local name=$1; shift
     if ! "$@" > "$LOGS/$name.log" 2>&1; then
         log "step '$name' failed (full log: $LOGS/$name.log); relevant lines:"
-        grep -E -i '(error|fatal|undefined|cannot|failed|hunk)' "$LOGS/$name.log" | grep -v -- '-Werror' | head -40 >&2 || true
+        grep -E -i '(error|fatal|undefined|cannot|failed|hunk)' "$LOGS/$name.log" | grep -v -- '-Werror' | cut -c1-300 | head -40 >&2 || true
         echo "--- last lines ---" >&2
-        tail -15 "$LOGS/$name.log" >&2
+        tail -15 "$LOGS/$name.log" | cut -c1-300 >&2
         exit 1
     fi
 }
@@ -272,7 +272,12 @@ if [ ! -f "$FROZEN/libwcgi_frozen_stdlib.a" ]; then
 fi
 sed -i "s|^LIBS=\(.*\)$|LIBS=\1 -L$FROZEN -lwcgi_frozen_stdlib|" "$BLD/Makefile"
 grep -q -- "-lwcgi_frozen_stdlib" "$BLD/Makefile" || { log "could not add the frozen stdlib to LIBS"; exit 1; }
-(cd "$BLD" && run make $NICE make -j"$JOBS" python.wasm)
+# CONFIGURE_LDFLAGS_NODIST as configure sets it for WASI (512 KiB stack placed first, so that an
+# overflow traps instead of running into the static data) without its --initial-memory=10 MiB,
+# which the frozen stdlib (~11 MB of static data) does not fit in: wasm-ld then makes the
+# initial memory as large as the data and stack need.
+(cd "$BLD" && run make $NICE make -j"$JOBS" python.wasm \
+    CONFIGURE_LDFLAGS_NODIST="-z stack-size=524288 -Wl,--stack-first")
 
 RAW="$BLD/python.wasm"
 MOD="$B/python.wasm"
