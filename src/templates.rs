@@ -76,7 +76,7 @@ const TEMPLATES: &[Template] = &[
     },
     Template {
         name: "python",
-        description: "a CGI app in Python 3.12 (interpreter from the registry, or --interpreter FILE)",
+        description: "a CGI app in Python 3.11 (interpreter from the registry, or --interpreter FILE)",
         files: &[
             template_file!("python", "app/index.py", "app/index.py"),
             template_file!("python", "wasmer.toml", "wasmer.toml"),
@@ -87,7 +87,7 @@ const TEMPLATES: &[Template] = &[
         local_interpreter: Some(LocalInterpreter {
             manifest: include_str!("../templates/python/wasmer.local.toml"),
             file_name: "python.wasm",
-            build_script: "interpreters/python/fetch.sh",
+            build_script: "interpreters/python/build.sh",
         }),
     },
     Template {

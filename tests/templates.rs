@@ -296,7 +296,7 @@ fn a_template_whose_interpreter_the_registry_lacks_says_how_to_get_one() {
 #[test]
 fn the_python_template_gets_its_interpreter_from_a_registry() {
     let built = common::python_interpreter();
-    check_interpreter_from_registry("python", "wcgi/python", "3.12.0", &built);
+    check_interpreter_from_registry("python", "wcgi/python", "3.11.2", &built);
 }
 
 #[test]

@@ -354,8 +354,9 @@ cp "$SRC/LICENSE" "$staging/LICENSES/Python-LICENSE"
 # CPython's licence page, with the licences of the code it bundles (expat, libmpdec, the
 # hash implementations ...).
 cp "$SRC/Doc/license.rst" "$staging/LICENSES/Python-license.rst"
-sed -n '/Copyright notice/,/^\*\//p' "$B/zlib/zlib.h" > "$staging/LICENSES/zlib-LICENSE" 2>/dev/null || true
-[ -s "$staging/LICENSES/zlib-LICENSE" ] || sed -n '1,/^\*\//p' "$B/zlib/zlib.h" > "$staging/LICENSES/zlib-LICENSE"
+# zlib's licence is the comment that opens zlib.h.
+sed -n '1,/\*\//p' "$B/zlib/zlib.h" > "$staging/LICENSES/zlib-LICENSE"
+grep -q "Jean-loup Gailly and Mark Adler" "$staging/LICENSES/zlib-LICENSE" || { log "could not write the zlib licence"; exit 1; }
 {
     echo "SQLite $(grep -m1 '^#define SQLITE_VERSION ' "$DEPS/include/sqlite3.h" | awk '{print $3}' | tr -d '"'), compiled into python.wasm"
     echo "from the amalgamation shipped in npm better-sqlite3@$BETTER_SQLITE3_VERSION (deps/sqlite3)."
@@ -363,6 +364,7 @@ sed -n '/Copyright notice/,/^\*\//p' "$B/zlib/zlib.h" > "$staging/LICENSES/zlib-
     echo
     sed -n '/The author disclaims copyright/,/^\*\*\*\*\*\*\*\*\*\*\*\*\*/{p;/^\*\*\*\*\*/q}' "$B/sqlite/package/deps/sqlite3/sqlite3.c"
 } > "$staging/LICENSES/SQLite-PUBLIC-DOMAIN"
+[ -s "$staging/LICENSES/SQLite-PUBLIC-DOMAIN" ] || { log "could not write the SQLite notice"; exit 1; }
 cat > "$staging/LICENSES/WASI-CHANGES" <<EOF
 python.wasm is CPython $PY_VERSION (Debian source package python3.11=$PY_DEB_VERSION, upstream
 tarball unmodified) built for wasm32-wasi with the wcgi project's changes: the patches in

@@ -69,11 +69,11 @@ pub fn hello_example() -> PathBuf {
     dir
 }
 
-/// The python interpreter package directory made by `interpreters/python/fetch.sh` (downloaded
-/// once from PyPI, pinned by sha256, cached outside the work tree).
+/// The python interpreter package directory made by `interpreters/python/build.sh` (built from
+/// pinned sources once, cached outside the work tree; `scripts/test` builds it up front).
 pub fn python_interpreter() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| interpreter_package("interpreters/python/fetch.sh"))
+    DIR.get_or_init(|| interpreter_package("interpreters/python/build.sh"))
         .clone()
 }
 
