@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, check_served, new_project, run_wcgi};
+use common::{Server, check_served, client, new_project, run_wcgi};
 
 #[test]
 fn the_rust_template_builds_and_serves() {
@@ -191,6 +191,59 @@ fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
         .replace("Hello, ", "Howdy, ");
     std::fs::write(&script, edited).unwrap();
     assert!(server.get_text("/").1.contains("Howdy, world!"));
+}
+
+#[test]
+fn each_python_request_sees_its_own_environment_argv_and_stdin_and_an_exception_costs_one() {
+    let interpreter = common::python_interpreter().join("python.wasm");
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("pysite");
+    new_project(&project, "python", Some(&interpreter));
+    std::fs::write(
+        project.join("app/index.py"),
+        "import os, sys\n\
+         query = os.environ.get('QUERY_STRING', '')\n\
+         if query == 'raise':\n    raise RuntimeError('boom')\n\
+         body = sys.stdin.read()\n\
+         print('Content-Type: text/plain')\nprint()\n\
+         print('query=' + query)\nprint('argv=' + ' '.join(sys.argv[1:]))\n\
+         print('stdin=' + body)\n",
+    )
+    .unwrap();
+    let app = format!("/app:{}", project.join("app").display());
+    let server = Server::start(&[
+        project.as_os_str(),
+        "--mapdir".as_ref(),
+        app.as_ref(),
+        "--".as_ref(),
+        "one".as_ref(),
+        "two".as_ref(),
+    ]);
+    assert_eq!(
+        server.get_text("/?a=1"),
+        (200, "query=a=1\nargv=one two\nstdin=\n".into())
+    );
+    let posted = client()
+        .post(server.url("/?b=2"))
+        .body("hello")
+        .send()
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(
+        posted.text().unwrap(),
+        "query=b=2\nargv=one two\nstdin=hello\n"
+    );
+    // An exception is that request's 500, with its traceback in the log; the next is whole.
+    assert_eq!(server.get_text("/?raise").0, 500);
+    assert!(
+        server.log_contains("RuntimeError: boom"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        server.get_text("/?c=3"),
+        (200, "query=c=3\nargv=one two\nstdin=\n".into())
+    );
 }
 
 /// A template whose interpreter is the registry package `package`: served through a local
