@@ -2,8 +2,6 @@
 //! start-up, done now into the cache, so that a fresh replica sharing that cache serves its
 //! first request without compiling.
 
-use anyhow::Context;
-
 use crate::cli::SiteArgs;
 use crate::metrics::{CacheLabels, metrics};
 use crate::package::Cache;
@@ -11,11 +9,7 @@ use crate::run;
 use crate::runtime::GuestEngine;
 
 pub fn compile(args: &SiteArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("wcgi")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = run::async_runtime()?;
     // Opening mounts and building the WASI runtime need a Tokio context.
     let _context = runtime.enter();
     let cache = Cache::new(args.source.cache_dir.clone());

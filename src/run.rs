@@ -31,11 +31,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (site_name, parts) = site_parts(&args.site)?;
     let watched = watched_files(&args.site, &parts);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("wcgi")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = async_runtime()?;
     let result = (|| {
         // Opening mounts and building the WASI runtime need a Tokio context.
         let (app, engine) = {
@@ -71,6 +67,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })();
     runtime.shutdown_timeout(EXIT_GRACE);
     result
+}
+
+/// The async runtime `run`, `compile` and `pack --preinit` open mounts and run guests in.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wcgi")
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// One app of the site, resolved: what it runs and where.

@@ -281,3 +281,25 @@ fn the_health_path_answers_200_while_serving_and_503_while_shutting_down() {
     );
     assert!(server.log_contains("shutting down: no new connections"));
 }
+
+#[test]
+fn a_sites_own_healthz_also_turns_503_while_shutting_down() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("hello"), site.path().join("hello.wasm")).unwrap();
+    std::fs::write(
+        site.path().join("modules.toml"),
+        "[[module]]\nroute = \"/hello\"\nmodule = \"hello.wasm\"\n",
+    )
+    .unwrap();
+    let mut server = Server::start(&[
+        site.path().join("modules.toml").into_os_string(),
+        "--shutdown-delay".into(),
+        "1s".into(),
+    ]);
+    assert_eq!(server.get_text("/healthz"), (200, "ok\n".into()));
+    common::send_signal(server.pid(), libc::SIGTERM);
+    wait_for_log_count(&server, "shutting down: still serving for 1s", 1);
+    assert_eq!(server.get_text("/healthz"), (503, "shutting down\n".into()));
+    assert_eq!(server.get_text("/hello").0, 200);
+    assert!(server.wait_for_exit(Duration::from_secs(10)).success());
+}

@@ -48,10 +48,7 @@ fn take_snapshots(v3: Bytes, args: &PackArgs) -> anyhow::Result<Vec<Embedded>> {
         commands.push((command, command.load_module(&args.source.settings())?));
     }
     // Mounts and the WASI runtime need a Tokio context, as under `wcgi run`.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::run::async_runtime()?;
     let _context = runtime.enter();
     let cache = Cache::new(args.source.cache_dir.clone());
     let engine = GuestEngine::new(args.max_memory, 1, Some(cache.compiled_dir()));

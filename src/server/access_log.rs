@@ -89,21 +89,8 @@ impl AccessRecord {
     }
 }
 
-impl Drop for AccessRecord {
-    fn drop(&mut self) {
-        let status = self.status.map_or(0, |s| s.as_u16());
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let duration_ms = elapsed * 1000.0;
-        let labels = RequestLabels {
-            route: self.route.clone().unwrap_or_default(),
-            status: status_class(status),
-        };
-        let metrics = metrics();
-        metrics
-            .request_duration
-            .get_or_create(&labels)
-            .observe(elapsed);
-        metrics.requests.get_or_create(&labels).inc();
+impl AccessRecord {
+    fn log(&self, status: u16, duration_ms: f64) {
         let outcome = if self.complete {
             "complete"
         } else {
@@ -136,5 +123,24 @@ impl Drop for AccessRecord {
             duration_ms,
             if self.complete { "" } else { " (cut short)" }
         );
+    }
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        let status = self.status.map_or(0, |s| s.as_u16());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.log(status, elapsed * 1000.0);
+        // The log line has read the route; the metrics' labels take it.
+        let labels = RequestLabels {
+            route: self.route.take().unwrap_or_default(),
+            status: status_class(status),
+        };
+        let metrics = metrics();
+        metrics
+            .request_duration
+            .get_or_create(&labels)
+            .observe(elapsed);
+        metrics.requests.get_or_create(&labels).inc();
     }
 }

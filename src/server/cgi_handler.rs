@@ -292,9 +292,12 @@ async fn run_guest(
 ) -> Result<Outcome, Failure> {
     let path = decoded_path(&target.uri).map_err(|error| Failure::BadRequest(error.to_string()))?;
     let Some(routed) = site.routes.lookup(&path) else {
-        // Paths no route claims: the host's own health answer, else nothing here.
-        let answer = if path == HEALTH_PATH {
+        // Paths no route claims: the host's own health answer (which, like --health-path's,
+        // turns 503 once shutting down), else nothing here.
+        let answer = if path == HEALTH_PATH && app.serving() {
             HostAnswer::new(StatusCode::OK, "ok\n")
+        } else if path == HEALTH_PATH {
+            HostAnswer::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
         } else {
             HostAnswer::new(StatusCode::NOT_FOUND, "not found\n")
         };

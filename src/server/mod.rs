@@ -146,7 +146,12 @@ impl AppState {
     /// Whether `path` is the health path, and if so whether the server is healthy: `None` for
     /// any other path.
     fn health(&self, path: &str) -> Option<bool> {
-        (self.health_path.as_deref() == Some(path)).then(|| !self.draining.load(Ordering::Relaxed))
+        (self.health_path.as_deref() == Some(path)).then(|| self.serving())
+    }
+
+    /// Whether no shutdown signal has arrived yet.
+    fn serving(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
     }
 
     /// The handle a reload replaces the site through.
