@@ -152,22 +152,49 @@ fn an_unknown_template_lists_the_known_ones() {
     );
 }
 
+/// A project from the python template, with the project-built interpreter.
+fn python_project(work: &Path) -> std::path::PathBuf {
+    let interpreter = common::python_interpreter().join("python.wasm");
+    let project = work.join("pysite");
+    new_project(&project, "python", Some(&interpreter));
+    project
+}
+
+/// Serves `project` with its `app/` mapped, plus `extra` flags, and checks that the
+/// interpreter runs from a snapshot unless `--no-preinit` is among them.
+fn serve_python(project: &Path, mapdirs: &[&str], extra: &[&str]) -> Server {
+    let mut args: Vec<OsString> = vec![project.into()];
+    for dir in ["app"].iter().chain(mapdirs) {
+        args.push("--mapdir".into());
+        args.push(format!("/{dir}:{}", project.join(dir).display()).into());
+    }
+    args.extend(extra.iter().map(OsString::from));
+    let server = Server::start(&args);
+    let snapshot = !extra.contains(&"--no-preinit");
+    assert_eq!(
+        server.log_contains("pre-initialised with `wizer.initialize`"),
+        snapshot,
+        "{}",
+        server.logs()
+    );
+    server
+}
+
 #[test]
 fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
-    let interpreter = common::python_interpreter().join("python.wasm");
+    check_python_template_site(&[]);
+}
+
+#[test]
+fn the_python_template_serves_forms_json_sqlite_and_live_edits_without_a_snapshot() {
+    check_python_template_site(&["--no-preinit"]);
+}
+
+fn check_python_template_site(extra: &[&str]) {
     let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("pysite");
-    new_project(&project, "python", Some(&interpreter));
+    let project = python_project(work.path());
     std::fs::create_dir(project.join("data")).unwrap();
-    let app = format!("/app:{}", project.join("app").display());
-    let data = format!("/data:{}", project.join("data").display());
-    let server = Server::start(&[
-        project.as_os_str(),
-        "--mapdir".as_ref(),
-        app.as_ref(),
-        "--mapdir".as_ref(),
-        data.as_ref(),
-    ]);
+    let server = serve_python(&project, &["data"], extra);
 
     check_served(&server, "Hello, world!");
     assert!(server.get_text("/?name=Bob").1.contains("Hello, Bob!"));
@@ -195,43 +222,59 @@ fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
 
 #[test]
 fn each_python_request_sees_its_own_environment_argv_and_stdin_and_an_exception_costs_one() {
-    let interpreter = common::python_interpreter().join("python.wasm");
+    check_python_requests_are_their_own(&[]);
+}
+
+#[test]
+fn each_python_request_sees_its_own_environment_argv_and_stdin_without_a_snapshot() {
+    check_python_requests_are_their_own(&["--no-preinit"]);
+}
+
+fn check_python_requests_are_their_own(extra: &[&str]) {
     let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("pysite");
-    new_project(&project, "python", Some(&interpreter));
+    let project = python_project(work.path());
+    // `random` is imported into the snapshot, so each request must re-seed it.
+    let manifest = std::fs::read_to_string(project.join("wasmer.toml")).unwrap();
+    let manifest = manifest.replace("urllib.parse\"", "urllib.parse random\"");
+    assert!(manifest.contains("urllib.parse random\""), "{manifest}");
+    std::fs::write(project.join("wasmer.toml"), manifest).unwrap();
     std::fs::write(
         project.join("app/index.py"),
-        "import os, sys\n\
+        "import os, random, sys\n\
          query = os.environ.get('QUERY_STRING', '')\n\
          if query == 'raise':\n    raise RuntimeError('boom')\n\
          body = sys.stdin.read()\n\
-         print('Content-Type: text/plain')\nprint()\n\
-         print('query=' + query)\nprint('argv=' + ' '.join(sys.argv[1:]))\n\
+         print('Content-Type: text/plain')\n\
+         print('X-Random: %r' % random.random())\nprint()\n\
+         print('query=' + query)\n\
+         print('bytes=' + os.environb.get(b'QUERY_STRING', b'').decode())\n\
+         print('probe=' + os.environ.get('HTTP_X_PROBE', '-'))\n\
+         print('argv=' + ' '.join(sys.argv[1:]))\n\
          print('stdin=' + body)\n",
     )
     .unwrap();
-    let app = format!("/app:{}", project.join("app").display());
-    let server = Server::start(&[
-        project.as_os_str(),
-        "--mapdir".as_ref(),
-        app.as_ref(),
-        "--".as_ref(),
-        "one".as_ref(),
-        "two".as_ref(),
-    ]);
+    let mut args = extra.to_vec();
+    args.extend(["--", "one", "two"]);
+    let server = serve_python(&project, &[], &args);
+    let send = |request: reqwest::blocking::RequestBuilder| {
+        let response = request.send().unwrap();
+        assert_eq!(response.status(), 200);
+        let random = response.headers()["x-random"].to_str().unwrap().to_owned();
+        (random, response.text().unwrap())
+    };
+    let (first_random, first) = send(client().get(server.url("/?a=1")).header("X-Probe", "p"));
     assert_eq!(
-        server.get_text("/?a=1"),
-        (200, "query=a=1\nargv=one two\nstdin=\n".into())
+        first,
+        "query=a=1\nbytes=a=1\nprobe=p\nargv=one two\nstdin=\n"
     );
-    let posted = client()
-        .post(server.url("/?b=2"))
-        .body("hello")
-        .send()
-        .unwrap();
-    assert_eq!(posted.status(), 200);
+    let (second_random, second) = send(client().post(server.url("/?b=2")).body("hello"));
     assert_eq!(
-        posted.text().unwrap(),
-        "query=b=2\nargv=one two\nstdin=hello\n"
+        second,
+        "query=b=2\nbytes=b=2\nprobe=-\nargv=one two\nstdin=hello\n"
+    );
+    assert_ne!(
+        first_random, second_random,
+        "random repeats across requests"
     );
     // An exception is that request's 500, with its traceback in the log; the next is whole.
     assert_eq!(server.get_text("/?raise").0, 500);
@@ -242,7 +285,40 @@ fn each_python_request_sees_its_own_environment_argv_and_stdin_and_an_exception_
     );
     assert_eq!(
         server.get_text("/?c=3"),
-        (200, "query=c=3\nargv=one two\nstdin=\n".into())
+        (
+            200,
+            "query=c=3\nbytes=c=3\nprobe=-\nargv=one two\nstdin=\n".into()
+        )
+    );
+}
+
+#[test]
+fn a_python_module_that_cannot_be_pre_imported_stops_the_start() {
+    let work = tempfile::tempdir().unwrap();
+    let project = python_project(work.path());
+    let manifest = std::fs::read_to_string(project.join("wasmer.toml")).unwrap();
+    let manifest = manifest.replace("urllib.parse\"", "urllib.parse nosuchmodule\"");
+    std::fs::write(project.join("wasmer.toml"), manifest).unwrap();
+    let app = format!("/app:{}", project.join("app").display());
+    let output = run_wcgi(&[
+        OsString::from("run"),
+        project.into(),
+        "--mapdir".into(),
+        app.into(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("python: WCGI_PYTHON_PREIMPORT: cannot import nosuchmodule:")
+            && stderr.contains("ModuleNotFoundError: No module named 'nosuchmodule'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|line| line
+            == "error: command \"pysite\": pre-initialisation failed (--no-preinit serves it \
+                without): the init function `wizer.initialize` exited (status 1) instead of \
+                returning"),
+        "{stderr}"
     );
 }
 
