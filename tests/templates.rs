@@ -243,6 +243,7 @@ fn check_python_requests_are_their_own(extra: &[&str]) {
         "import os, random, sys\n\
          query = os.environ.get('QUERY_STRING', '')\n\
          if query == 'raise':\n    raise RuntimeError('boom')\n\
+         if query == 'leave-open':\n    left = open('/data/left-open.txt', 'w')\n    left.write('kept')\n\
          body = sys.stdin.read()\n\
          print('Content-Type: text/plain')\n\
          print('X-Random: %r' % random.random())\nprint()\n\
@@ -253,9 +254,10 @@ fn check_python_requests_are_their_own(extra: &[&str]) {
          print('stdin=' + body)\n",
     )
     .unwrap();
+    std::fs::create_dir(project.join("data")).unwrap();
     let mut args = extra.to_vec();
     args.extend(["--", "one", "two"]);
-    let server = serve_python(&project, &[], &args);
+    let server = serve_python(&project, &["data"], &args);
     let send = |request: reqwest::blocking::RequestBuilder| {
         let response = request.send().unwrap();
         assert_eq!(response.status(), 200);
@@ -282,6 +284,12 @@ fn check_python_requests_are_their_own(extra: &[&str]) {
         server.log_contains("RuntimeError: boom"),
         "{}",
         server.logs()
+    );
+    // A file the script leaves open is flushed and closed when it ends, as by finalisation.
+    assert_eq!(server.get_text("/?leave-open").0, 200);
+    assert_eq!(
+        std::fs::read_to_string(project.join("data/left-open.txt")).unwrap(),
+        "kept"
     );
     assert_eq!(
         server.get_text("/?c=3"),
