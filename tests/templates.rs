@@ -180,6 +180,16 @@ fn serve_python(project: &Path, mapdirs: &[&str], extra: &[&str]) -> Server {
     server
 }
 
+/// Adds `module` to the template's `WCGI_PYTHON_PREIMPORT` list in `project`'s manifest.
+fn add_preimport(project: &Path, module: &str) {
+    let path = project.join("wasmer.toml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    let list_end = "urllib.parse\"";
+    assert!(manifest.contains(list_end), "{manifest}");
+    let manifest = manifest.replace(list_end, &format!("urllib.parse {module}\""));
+    std::fs::write(path, manifest).unwrap();
+}
+
 #[test]
 fn the_python_template_serves_forms_json_sqlite_and_live_edits() {
     check_python_template_site(&[]);
@@ -234,10 +244,7 @@ fn check_python_requests_are_their_own(extra: &[&str]) {
     let work = tempfile::tempdir().unwrap();
     let project = python_project(work.path());
     // `random` is imported into the snapshot, so each request must re-seed it.
-    let manifest = std::fs::read_to_string(project.join("wasmer.toml")).unwrap();
-    let manifest = manifest.replace("urllib.parse\"", "urllib.parse random\"");
-    assert!(manifest.contains("urllib.parse random\""), "{manifest}");
-    std::fs::write(project.join("wasmer.toml"), manifest).unwrap();
+    add_preimport(&project, "random");
     std::fs::write(
         project.join("app/index.py"),
         "import os, random, sys\n\
@@ -304,9 +311,7 @@ fn check_python_requests_are_their_own(extra: &[&str]) {
 fn a_python_module_that_cannot_be_pre_imported_stops_the_start() {
     let work = tempfile::tempdir().unwrap();
     let project = python_project(work.path());
-    let manifest = std::fs::read_to_string(project.join("wasmer.toml")).unwrap();
-    let manifest = manifest.replace("urllib.parse\"", "urllib.parse nosuchmodule\"");
-    std::fs::write(project.join("wasmer.toml"), manifest).unwrap();
+    add_preimport(&project, "nosuchmodule");
     let app = format!("/app:{}", project.join("app").display());
     let output = run_wcgi(&[
         OsString::from("run"),
