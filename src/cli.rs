@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::cgi::parse_env_pair;
-use crate::runtime::MountSpec;
+use crate::runtime::{Compiler, MountSpec};
 
 /// Serve WebAssembly web apps with CGI: every HTTP request runs one fresh, sandboxed instance.
 #[derive(Debug, Parser)]
@@ -255,6 +255,17 @@ pub struct SiteArgs {
     /// from scratch.
     #[arg(long)]
     pub no_preinit: bool,
+
+    /// Which compiler turns the modules into machine code. `llvm` compiles several times
+    /// slower (once: compiled modules are cached) and runs interpreters faster; it needs a
+    /// wcgi built with the `llvm` feature.
+    #[arg(
+        long,
+        env = "WCGI_COMPILER",
+        default_value = "cranelift",
+        value_name = "NAME"
+    )]
+    pub compiler: Compiler,
 
     /// Arguments appended to the guest's argv, after the command's `main-args`.
     #[arg(last = true, value_name = "ARGS")]

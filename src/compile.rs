@@ -13,7 +13,12 @@ pub fn compile(args: &SiteArgs) -> anyhow::Result<()> {
     // Opening mounts and building the WASI runtime need a Tokio context.
     let _context = runtime.enter();
     let cache = Cache::new(args.source.cache_dir.clone());
-    let engine = GuestEngine::new(args.max_memory, 1, Some(cache.compiled_dir()));
+    let engine = GuestEngine::new(
+        args.compiler,
+        args.max_memory,
+        1,
+        Some(cache.compiled_dir()),
+    )?;
     let (site, _) = run::load_site(args, &engine)?;
     let apps = site.routes.iter().count();
     let compiled = metrics()

@@ -133,10 +133,11 @@ fn prepare(args: &RunArgs, parts: Vec<Part>) -> anyhow::Result<(AppState, GuestE
         .map_or_else(default_concurrency, |n| n as usize);
     // Once per process, whatever it serves: the engine, its memory cap and pool, the runtime.
     let engine = GuestEngine::new(
+        args.site.compiler,
         args.site.max_memory,
         max_guests,
         Some(Cache::new(args.site.source.cache_dir.clone()).compiled_dir()),
-    );
+    )?;
     let site = build_site(&args.site, &engine, parts)?;
     let limits = Limits {
         timeout: args.timeout,

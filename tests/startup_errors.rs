@@ -196,3 +196,15 @@ fn a_bad_entry_in_the_annotation_env() {
         assert!(error.ends_with(expected), "{error}");
     }
 }
+
+#[cfg(not(feature = "llvm"))]
+#[test]
+fn the_llvm_compiler_in_a_build_without_it() {
+    let error = startup_error(&[hello_example().into(), "--compiler".into(), "llvm".into()]);
+    assert_eq!(
+        error,
+        "error: this wcgi was built without the LLVM compiler; build it with `--features llvm` \
+         (needs LLVM 22: `apt-get install llvm-22-dev libpolly-22-dev`), or use --compiler \
+         cranelift"
+    );
+}

@@ -17,7 +17,7 @@ use crate::digest::checksum;
 use crate::package::{self, Cache, SNAPSHOT_ANNOTATION, SnapshotAnnotation};
 use crate::preinit;
 use crate::run;
-use crate::runtime::GuestEngine;
+use crate::runtime::{Compiler, GuestEngine};
 
 /// `v3` (a container `wcgi pack` wrote) with the snapshots of its pre-initialised commands.
 pub fn embed(v3: Bytes, args: &PackArgs) -> anyhow::Result<Bytes> {
@@ -51,7 +51,13 @@ fn take_snapshots(v3: Bytes, args: &PackArgs) -> anyhow::Result<Vec<Embedded>> {
     let runtime = crate::run::async_runtime()?;
     let _context = runtime.enter();
     let cache = Cache::new(args.source.cache_dir.clone());
-    let engine = GuestEngine::new(args.max_memory, 1, Some(cache.compiled_dir()));
+    // A snapshot is a module: which compiler runs the init function does not shape it.
+    let engine = GuestEngine::new(
+        Compiler::default(),
+        args.max_memory,
+        1,
+        Some(cache.compiled_dir()),
+    )?;
 
     let mut snapshots = Vec::new();
     for (command, wasm) in commands {

@@ -2,7 +2,8 @@
 //! starts in tens of milliseconds the next time.
 //!
 //! An entry is keyed by everything that shapes the machine code (the module's bytes, the
-//! engine version, the host CPU, the memory cap, which the engine bakes into bounds checks)
+//! engine version and compiler, the host CPU, the memory cap, which the engine bakes into
+//! bounds checks)
 //! and stored with a checksum. Anything that does not load cleanly is recompiled, never
 //! trusted: loading compiled code is as powerful as running it, so entries are only read from
 //! the user's own cache directory.
@@ -15,13 +16,14 @@ use wasmer::{Engine, Module};
 use crate::atomic_file::write_atomically;
 use crate::digest::{checksum, sha256_hex};
 
-fn entry_paths(dir: &Path, wasm: &[u8], max_memory: u64) -> (PathBuf, PathBuf) {
+fn entry_paths(engine: &Engine, dir: &Path, wasm: &[u8], max_memory: u64) -> (PathBuf, PathBuf) {
     let target = wasmer_types::target::Target::default();
     let shape = format!(
-        "{}|wcgi {}|wasmer {}|{}|{:?}|memory {max_memory}",
+        "{}|wcgi {}|wasmer {}|{}|{}|{:?}|memory {max_memory}",
         sha256_hex(wasm),
         env!("CARGO_PKG_VERSION"),
         wasmer_types::VERSION,
+        engine.deterministic_id(),
         target.triple(),
         target.cpu_features(),
     );
@@ -42,7 +44,7 @@ pub fn load_or_compile(
     let Some(dir) = dir else {
         return Module::new(engine, wasm).context("the module does not compile");
     };
-    let (artifact, checksum_file) = entry_paths(dir, wasm, max_memory);
+    let (artifact, checksum_file) = entry_paths(engine, dir, wasm, max_memory);
     let cached = load(engine, &artifact, &checksum_file);
     crate::metrics::compiled_cache_lookup(cached.is_some());
     if let Some(module) = cached {

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmer::Engine;
+#[cfg(feature = "llvm")]
+use wasmer::sys::LLVM;
 use wasmer::sys::{CompilerConfig, Cranelift, EngineBuilder, NativeEngineExt};
 use wasmer_wasix::runtime::PluggableRuntime;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
@@ -16,6 +18,39 @@ use super::memory_pool::MemoryPool;
 /// Set to `1`, every guest function compiled or loaded is named in `/tmp/perf-PID.map`, so that
 /// `perf record` / `perf report` show guest frames by name (when the module has a name section).
 const PERF_MAP_VAR: &str = "WCGI_PERF_MAP";
+
+/// Which of wasmer's compilers turns guest modules into machine code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compiler {
+    /// Compiles quickly (php-cgi in seconds), good code.
+    #[default]
+    Cranelift,
+    /// Compiles slowly (php-cgi in minutes, once: the result is cached), faster code for
+    /// interpreters. Only in a wcgi built with the `llvm` cargo feature.
+    Llvm,
+}
+
+impl Compiler {
+    /// The configured compiler, or why this build cannot offer it.
+    fn config(self) -> anyhow::Result<Box<dyn CompilerConfig>> {
+        let perf_map = std::env::var_os(PERF_MAP_VAR).is_some_and(|value| value == "1");
+        let mut config: Box<dyn CompilerConfig> = match self {
+            Compiler::Cranelift => Box::new(Cranelift::default()),
+            #[cfg(feature = "llvm")]
+            Compiler::Llvm => Box::new(LLVM::new()),
+            #[cfg(not(feature = "llvm"))]
+            Compiler::Llvm => anyhow::bail!(
+                "this wcgi was built without the LLVM compiler; build it with `--features llvm` \
+                 (needs LLVM 22: `apt-get install llvm-22-dev libpolly-22-dev`), or use \
+                 --compiler cranelift"
+            ),
+        };
+        if perf_map {
+            config.enable_perfmap();
+        }
+        Ok(config)
+    }
+}
 
 /// The shared WASI runtime handed to every instance.
 pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
@@ -35,25 +70,25 @@ pub struct GuestEngine {
 }
 
 impl GuestEngine {
-    /// Builds the engine (Cranelift: fast enough to compile interpreters at start-up, good
-    /// code) and the sandboxed runtime. Instances can use at most `max_memory` bytes of linear
-    /// memory each; `max_guests` may run at once, and as many memories are kept for reuse.
-    /// Must be called inside a Tokio runtime.
-    pub fn new(max_memory: u64, max_guests: usize, compiled_cache: Option<PathBuf>) -> Self {
+    /// Builds the engine with `compiler` and the sandboxed runtime. Instances can use at most
+    /// `max_memory` bytes of linear memory each; `max_guests` may run at once, and as many
+    /// memories are kept for reuse. Must be called inside a Tokio runtime.
+    pub fn new(
+        compiler: Compiler,
+        max_memory: u64,
+        max_guests: usize,
+        compiled_cache: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let pool = MemoryPool::new(max_guests);
-        let mut compiler = Cranelift::default();
-        if std::env::var_os(PERF_MAP_VAR).is_some_and(|value| value == "1") {
-            compiler.enable_perfmap();
-        }
-        let mut engine: Engine = EngineBuilder::new(compiler).engine().into();
+        let mut engine: Engine = EngineBuilder::new(compiler.config()?).engine().into();
         engine.set_tunables(MemoryCap::new(max_memory, pool.clone()));
-        GuestEngine {
+        Ok(GuestEngine {
             runtime: sandboxed_runtime(&engine),
             engine,
             max_memory,
             compiled_cache,
             pool,
-        }
+        })
     }
 
     /// The engine for the instances of a program whose memory starts as `image`: the same

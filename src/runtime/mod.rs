@@ -18,7 +18,7 @@ mod wasi_imports;
 mod wasm_sections;
 mod watchdog;
 
-pub use engine::GuestEngine;
+pub use engine::{Compiler, GuestEngine};
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
