@@ -166,7 +166,10 @@ fi
 
 # ------------------------------------------------------------------ compat stub library
 run stubs $CC_WASI -O2 -Wall -I"$HERE/wasi/include" -c "$HERE/wasi/wasi_stubs.c" -o "$DEPS/wasi_stubs.o"
-llvm-ar-14 rcs "$DEPS/lib/libwcgi_wasi_stubs.a" "$DEPS/wasi_stubs.o"
+run bulk-memory $CC_WASI -O2 -Wall -mbulk-memory -fno-builtin -c "$HERE/wasi/bulk_memory.c" \
+    -o "$DEPS/bulk_memory.o"
+rm -f "$DEPS/lib/libwcgi_wasi_stubs.a"
+llvm-ar-14 rcs "$DEPS/lib/libwcgi_wasi_stubs.a" "$DEPS/wasi_stubs.o" "$DEPS/bulk_memory.o"
 
 # ------------------------------------------------------------------ PHP: unpack + patch
 SRC="$B/php-src"

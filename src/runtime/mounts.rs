@@ -266,7 +266,7 @@ enum Location {
     Missing,
 }
 
-impl<F> ContainedFileSystem<F> {
+impl<F: FileSystem> ContainedFileSystem<F> {
     fn new(inner: F, root: PathBuf) -> Self {
         let root_fd = std::fs::File::open(&root).ok().map(OwnedFd::from);
         ContainedFileSystem {
@@ -315,16 +315,10 @@ impl<F> ContainedFileSystem<F> {
     /// path, a tenth of a WordPress request); what that refuses or cannot decide (an absolute
     /// link, a kernel before 5.6) is resolved with `realpath` and compared.
     fn locate(&self, host_path: &Path) -> Location {
-        if let (Some(root), Ok(relative)) = (&self.root_fd, host_path.strip_prefix(&self.root)) {
-            match resolve_beneath(root, relative) {
-                Ok(()) => return Location::Inside,
-                Err(error)
-                    if matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) =>
-                {
-                    return Location::Missing;
-                }
-                Err(_) => {}
-            }
+        match self.open_beneath(host_path, Beneath::Path { follow_last: true }) {
+            Some(Ok(_)) => return Location::Inside,
+            Some(Err(error)) if is_missing(&error) => return Location::Missing,
+            _ => {}
         }
         match std::fs::canonicalize(host_path) {
             Ok(real) if real.starts_with(&self.root) => Location::Inside,
@@ -332,11 +326,68 @@ impl<F> ContainedFileSystem<F> {
             Err(_) => Location::Missing,
         }
     }
+
+    /// Opens `host_path` (under the root) with the kernel keeping the walk beneath the root;
+    /// `None` where the kernel cannot decide (see `locate`), and the slow path must.
+    fn open_beneath(&self, host_path: &Path, how: Beneath) -> Option<std::io::Result<OwnedFd>> {
+        let root = self.root_fd.as_ref()?;
+        let relative = host_path.strip_prefix(&self.root).ok()?;
+        match open_beneath(root, relative, how) {
+            Err(error) if !is_missing(&error) && is_undecided(&error) => None,
+            result => Some(result),
+        }
+    }
+
+    /// The metadata of `path`, read from the very file the containment check resolved (one
+    /// `openat2` and an `fstat`, where checking then `stat`ing walked the path twice and
+    /// could be raced by a link swapped in between).
+    fn contained_metadata(&self, path: &Path, follow_last: bool) -> virtual_fs::Result<Metadata> {
+        let host_path = self.host_path(path);
+        match self.open_beneath(&host_path, Beneath::Path { follow_last }) {
+            Some(Ok(fd)) => {
+                let metadata = std::fs::File::from(fd).metadata()?;
+                Ok(metadata.try_into()?)
+            }
+            Some(Err(error)) => Err(error.into()),
+            None => {
+                self.check(path, follow_last)?;
+                if follow_last {
+                    self.inner.metadata(path)
+                } else {
+                    self.inner.symlink_metadata(path)
+                }
+            }
+        }
+    }
 }
 
-/// Resolves `relative` from `root` without leaving it (`RESOLVE_BENEATH`: no `..` above it, no
-/// absolute path or link, no link leading out), following a last component that is a link.
-fn resolve_beneath(root: &OwnedFd, relative: &Path) -> std::io::Result<()> {
+/// How `open_beneath` opens what it resolves.
+#[derive(Clone, Copy)]
+enum Beneath {
+    /// Path-only (`O_PATH`): to check a location or read its metadata. Without `follow_last`
+    /// a last component that is a link is the link itself.
+    Path { follow_last: bool },
+    /// For reading and writing, with these `open(2)` flags.
+    File { flags: libc::c_int },
+}
+
+/// The path does not exist (or a component of it is not a directory).
+fn is_missing(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
+}
+
+/// What `RESOLVE_BENEATH` refuses without saying where the path leads (an absolute link, a
+/// `..` above the root: `EXDEV`; too many links: `ELOOP`), or a kernel without `openat2`.
+fn is_undecided(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EXDEV | libc::ELOOP | libc::ENOSYS | libc::EAGAIN | libc::EPERM)
+    )
+}
+
+/// Opens `relative` from `root` without leaving it (`RESOLVE_BENEATH`: no `..` above it, no
+/// absolute path or link, no link leading out).
+fn open_beneath(root: &OwnedFd, relative: &Path, how: Beneath) -> std::io::Result<OwnedFd> {
     let relative = if relative.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -345,9 +396,20 @@ fn resolve_beneath(root: &OwnedFd, relative: &Path) -> std::io::Result<()> {
     let path = std::ffi::CString::new(relative.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `open_how` is plain integers, for which zero is valid.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    let mut open_how: libc::open_how = unsafe { std::mem::zeroed() };
+    let flags = match how {
+        Beneath::Path { follow_last: true } => libc::O_PATH,
+        Beneath::Path { follow_last: false } => libc::O_PATH | libc::O_NOFOLLOW,
+        Beneath::File { flags } => {
+            // As the standard library creates files; the kernel refuses a mode without O_CREAT.
+            if flags & libc::O_CREAT != 0 {
+                open_how.mode = 0o666;
+            }
+            flags
+        }
+    };
+    open_how.flags = (flags | libc::O_CLOEXEC) as u64;
+    open_how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: a valid directory descriptor, a NUL-terminated path and an `open_how` of the
     // size passed; the descriptor returned is owned below.
     let fd = unsafe {
@@ -355,7 +417,7 @@ fn resolve_beneath(root: &OwnedFd, relative: &Path) -> std::io::Result<()> {
             libc::SYS_openat2,
             root.as_raw_fd(),
             path.as_ptr(),
-            &how as *const libc::open_how,
+            &open_how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
     };
@@ -363,8 +425,33 @@ fn resolve_beneath(root: &OwnedFd, relative: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this descriptor, owned by nothing else.
-    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    Ok(())
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The `open(2)` flags for a guest's open options; `None` for a combination the standard
+/// library would refuse (no access at all), left to it to say why.
+fn open_flags(conf: &OpenOptionsConfig) -> Option<libc::c_int> {
+    // Truncating wins over appending, which the standard library would refuse together.
+    let append = conf.append() && !conf.truncate();
+    let writes = conf.write() || append;
+    let mut flags = match (conf.read(), writes) {
+        (true, false) => libc::O_RDONLY,
+        (false, true) => libc::O_WRONLY,
+        (true, true) => libc::O_RDWR,
+        (false, false) => return None,
+    };
+    if append {
+        flags |= libc::O_APPEND;
+    }
+    if conf.truncate() {
+        flags |= libc::O_TRUNC;
+    }
+    if conf.create_new() {
+        flags |= libc::O_CREAT | libc::O_EXCL;
+    } else if conf.create() {
+        flags |= libc::O_CREAT;
+    }
+    Some(flags)
 }
 
 impl<F: FileSystem> FileSystem for ContainedFileSystem<F> {
@@ -392,12 +479,10 @@ impl<F: FileSystem> FileSystem for ContainedFileSystem<F> {
         })
     }
     fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.check(path, true)?;
-        self.inner.metadata(path)
+        self.contained_metadata(path, true)
     }
     fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.check(path, false)?;
-        self.inner.symlink_metadata(path)
+        self.contained_metadata(path, false)
     }
     fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
         self.check(path, false)?;
@@ -414,11 +499,20 @@ impl<F: FileSystem> FileOpener for ContainedFileSystem<F> {
         path: &Path,
         conf: &OpenOptionsConfig,
     ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
-        self.check(path, true)?;
         // Opened here rather than by the host filesystem, whose files hand every call to
-        // another thread (see `host_file`); with its flags: truncating wins over appending,
-        // which the standard library would refuse together.
+        // another thread (see `host_file`); in one `openat2` beneath the root where the kernel
+        // can decide, so that the file checked is the file opened.
         let host_path = self.host_path(path);
+        if let Some(flags) = open_flags(conf) {
+            match self.open_beneath(&host_path, Beneath::File { flags }) {
+                Some(Ok(fd)) => {
+                    return Ok(Box::new(HostFile::new(std::fs::File::from(fd), host_path)));
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => {}
+            }
+        }
+        self.check(path, true)?;
         let file = std::fs::OpenOptions::new()
             .read(conf.read())
             .write(conf.write())
@@ -578,5 +672,52 @@ mod containment_tests {
             fs.metadata(Path::new("/out-dir/new.txt")).unwrap_err(),
             FsError::PermissionDenied
         );
+    }
+
+    #[test]
+    fn metadata_and_opens_are_of_the_file_the_check_resolved() {
+        let (root, outside, fs) = contained();
+        // A link inside: followed by metadata, itself for symlink_metadata.
+        assert!(fs.metadata(Path::new("/relative-link")).unwrap().is_file());
+        assert!(
+            fs.symlink_metadata(Path::new("/relative-link"))
+                .unwrap()
+                .ft
+                .is_symlink()
+        );
+        assert_eq!(
+            fs.metadata(Path::new("/dir/public.txt")).unwrap().len(),
+            "public".len() as u64
+        );
+        // A link leading out can be looked at, not followed.
+        assert!(
+            fs.symlink_metadata(Path::new("/out-file"))
+                .unwrap()
+                .ft
+                .is_symlink()
+        );
+        let open = |path: &str, create: bool| {
+            fs.new_open_options()
+                .read(!create)
+                .write(create)
+                .create(create)
+                .open(Path::new(path))
+                .map(|_| ())
+        };
+        assert_eq!(open("/relative-link", false), Ok(()));
+        assert_eq!(open("/out-file", false), Err(FsError::PermissionDenied));
+        assert_eq!(
+            open("/out-dir/secret.txt", false),
+            Err(FsError::PermissionDenied)
+        );
+        assert_eq!(open("/dir/missing.txt", false), Err(FsError::EntryNotFound));
+        // Created inside, never through a link leading out.
+        assert_eq!(open("/dir/new.txt", true), Ok(()));
+        assert!(root.path().join("dir/new.txt").is_file());
+        assert_eq!(
+            open("/out-dir/new.txt", true),
+            Err(FsError::PermissionDenied)
+        );
+        assert!(!outside.path().join("new.txt").exists());
     }
 }
