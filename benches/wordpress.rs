@@ -11,7 +11,8 @@
 //! Needs the assembled example (`examples/wordpress/setup.sh`), lighttpd, php8.2-cgi,
 //! php8.2-fpm, php8.2-opcache and php8.2-sqlite3 (`apt-get install lighttpd php8.2-cgi
 //! php8.2-fpm php8.2-opcache php8.2-sqlite3`); a missing one is named in one line and its row
-//! skipped. Run with `cargo bench --bench wordpress`.
+//! skipped. Run with `cargo bench --bench wordpress`; built with `--features llvm` it adds a
+//! snapshot row compiled by LLVM (`--compiler llvm`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -110,10 +111,15 @@ fn main() {
     let mut problems = Vec::new();
     let mut without_snapshot = false;
 
-    for (name, extra) in [
+    let mut wcgi_rows = vec![
         ("wcgi (snapshot)", &[][..]),
         ("wcgi (--no-preinit)", &["--no-preinit"][..]),
-    ] {
+    ];
+    // Built with `--features llvm`: the same with wasmer's LLVM compiler.
+    if cfg!(feature = "llvm") {
+        wcgi_rows.push(("wcgi llvm (snapshot)", &["--compiler", "llvm"][..]));
+    }
+    for (name, extra) in wcgi_rows {
         let data = tempfile::tempdir().unwrap();
         // A cache of its own, so that the first start compiles (and snapshots) from scratch
         // and the second finds only what the first left.
@@ -129,7 +135,8 @@ fn main() {
         let (server, cached_start) = start_wcgi(data.path(), &args);
         let (front, dashboard) = measure(&server.base_url);
         let logs = server.logs();
-        without_snapshot |= extra.is_empty() && !logs.contains("pre-initialised with");
+        without_snapshot |=
+            !extra.contains(&"--no-preinit") && !logs.contains("pre-initialised with");
         problems.extend(wordpress::php_problems(&logs));
         rows.push(Row {
             name,
