@@ -256,9 +256,10 @@ pub struct SiteArgs {
     #[arg(long)]
     pub no_preinit: bool,
 
-    /// Which compiler turns the modules into machine code. `llvm` compiles several times
-    /// slower (once: compiled modules are cached) and runs interpreters faster; it needs a
-    /// wcgi built with the `llvm` feature.
+    /// Which compiler turns the modules into machine code. `llvm` compiles many times slower
+    /// (once: compiled modules are cached) and runs interpreters faster; `tiered` serves with
+    /// Cranelift's code at once and switches to LLVM's when it is made. Both need a wcgi
+    /// built with the `llvm` feature.
     #[arg(
         long,
         env = "WCGI_COMPILER",

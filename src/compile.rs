@@ -6,7 +6,7 @@ use crate::cli::SiteArgs;
 use crate::metrics::{CacheLabels, metrics};
 use crate::package::Cache;
 use crate::run;
-use crate::runtime::GuestEngine;
+use crate::runtime::{Compiler, GuestEngine};
 
 pub fn compile(args: &SiteArgs) -> anyhow::Result<()> {
     let runtime = run::async_runtime()?;
@@ -20,6 +20,10 @@ pub fn compile(args: &SiteArgs) -> anyhow::Result<()> {
         Some(cache.compiled_dir()),
     )?;
     let (site, _) = run::load_site(args, &engine)?;
+    // `--compiler tiered` starts with Cranelift's code and switches to LLVM's: both cached.
+    if args.compiler == Compiler::Tiered {
+        run::load_site(args, &engine.with_compiler(Compiler::Llvm)?)?;
+    }
     let apps = site.routes.iter().count();
     let compiled = metrics()
         .compiled_cache

@@ -17,6 +17,7 @@ mod runtime;
 mod server;
 mod static_dirs;
 mod templates;
+mod tier_up;
 mod watch;
 
 use std::io::IsTerminal;

@@ -61,6 +61,13 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// A compiler's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CompilerLabels {
+    /// `cranelift` or `llvm`.
+    pub compiler: &'static str,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     registry: Registry,
@@ -76,6 +83,7 @@ pub struct Metrics {
     pub compiled_cache: Family<CacheLabels, Counter>,
     pub snapshot_cache: Family<CacheLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
+    pub serving_compiler: Family<CompilerLabels, Gauge>,
 }
 
 /// From 1 ms to about 65 s, doubling.
@@ -99,6 +107,7 @@ impl Metrics {
         let compiled_cache = Family::<CacheLabels, Counter>::default();
         let snapshot_cache = Family::<CacheLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let serving_compiler = Family::<CompilerLabels, Gauge>::default();
 
         let mut registry = Registry::with_prefix("wcgi");
         registry.register(
@@ -163,6 +172,12 @@ impl Metrics {
             "Site rebuilds after a watched file changed (--watch)",
             reloads.clone(),
         );
+        registry.register(
+            "serving_compiler",
+            "1 for the compiler whose machine code the site being served runs, else 0 \
+             (--compiler tiered switches from cranelift to llvm)",
+            serving_compiler.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -177,6 +192,7 @@ impl Metrics {
             compiled_cache,
             snapshot_cache,
             reloads,
+            serving_compiler,
         }
     }
 
@@ -203,6 +219,17 @@ pub fn snapshot_lookup(hit: bool) {
         .snapshot_cache
         .get_or_create(&CacheLabels::of(hit))
         .inc();
+}
+
+/// Records that the site being served now runs `compiler`'s machine code.
+pub fn serving_compiler(compiler: &'static str) {
+    for name in ["cranelift", "llvm"] {
+        let labels = CompilerLabels { compiler: name };
+        metrics()
+            .serving_compiler
+            .get_or_create(&labels)
+            .set(i64::from(name == compiler));
+    }
 }
 
 /// The process's metrics, made on first use.

@@ -21,6 +21,7 @@ use crate::server::{
     self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable, Site,
 };
 use crate::static_dirs;
+use crate::tier_up::TierUp;
 use crate::watch;
 
 /// How long blocked guest threads may hold up the process exit after the server stopped.
@@ -38,6 +39,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             let _context = runtime.enter();
             prepare(&args, parts)?
         };
+        let tier_up = TierUp::new(&args.site, &engine, app.site_handle(), runtime.handle())?;
         if args.watch {
             watch::start(
                 &args.site,
@@ -45,7 +47,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 app.site_handle(),
                 runtime.handle(),
                 watched,
+                tier_up,
             )?;
+        } else if let Some(tier_up) = tier_up {
+            tier_up.spawn()?;
         }
         let connection_limits = ConnectionLimits {
             header_timeout: args.header_timeout,
@@ -187,6 +192,7 @@ fn build_site(args: &SiteArgs, engine: &GuestEngine, parts: Vec<Part>) -> anyhow
     Ok(Site {
         routes,
         unrouted_static: static_dirs::open_unrouted(&args.static_dirs)?,
+        compiler: engine.compiler_name(),
     })
 }
 

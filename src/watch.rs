@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -18,23 +17,26 @@ use crate::cli::SiteArgs;
 use crate::metrics::{ReloadLabels, metrics};
 use crate::runtime::GuestEngine;
 use crate::server::SiteHandle;
+use crate::tier_up::TierUp;
 
 /// Changes closer together than this are one reload (a build writing several files, an
 /// editor's save writing a temporary file and renaming it).
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Starts watching `files`; each change rebuilds the site with `engine` and stores it in
-/// `site`.
+/// `site`. With `tier_up` (`--compiler tiered`), the same thread then builds it with LLVM, at
+/// start and after each reload, so that the two never store versions out of order.
 pub fn start(
     args: &SiteArgs,
     engine: GuestEngine,
     site: SiteHandle,
     runtime: &tokio::runtime::Handle,
     files: Vec<PathBuf>,
+    tier_up: Option<TierUp>,
 ) -> anyhow::Result<()> {
     if files.is_empty() {
         tracing::warn!("--watch: nothing local to watch (a registry package); not watching");
-        return Ok(());
+        return tier_up.map_or(Ok(()), TierUp::spawn);
     }
     let (events, changes) = channel();
     let debouncer = new_debouncer(DEBOUNCE, None, events).context("--watch: cannot watch files")?;
@@ -49,6 +51,7 @@ pub fn start(
         engine,
         site,
         runtime: runtime.clone(),
+        tier_up,
     };
     std::thread::Builder::new()
         .name("wcgi-watch".into())
@@ -139,10 +142,12 @@ struct Reloader {
     engine: GuestEngine,
     site: SiteHandle,
     runtime: tokio::runtime::Handle,
+    tier_up: Option<TierUp>,
 }
 
 impl Reloader {
     fn run(self, mut watcher: Watcher, changes: Receiver<DebounceEventResult>) {
+        self.tier_up();
         while let Some(changed) = watcher.next_change(&changes) {
             let changed = changed
                 .iter()
@@ -157,13 +162,14 @@ impl Reloader {
             };
             match built {
                 Ok((site, files)) => {
-                    self.site.store(Arc::new(site));
+                    crate::server::switch_site(&self.site, site);
                     count_reload("ok");
                     tracing::info!(
                         "reloaded in {:.1?} after a change to {changed}",
                         started.elapsed()
                     );
                     watcher.watch(files);
+                    self.tier_up();
                 }
                 Err(error) => {
                     count_reload("failed");
@@ -173,6 +179,14 @@ impl Reloader {
                     );
                 }
             }
+        }
+    }
+}
+
+impl Reloader {
+    fn tier_up(&self) {
+        if let Some(tier_up) = &self.tier_up {
+            tier_up.tier_up();
         }
     }
 }

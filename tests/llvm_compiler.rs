@@ -1,12 +1,13 @@
-//! `--compiler llvm`, in a wcgi built with the `llvm` feature: guests run and are stopped at
-//! their deadline as under Cranelift, and the two compilers' machine code is cached apart.
+//! `--compiler llvm` and `tiered`, in a wcgi built with the `llvm` feature: guests run and are
+//! stopped at their deadline as under Cranelift, the two compilers' machine code is cached
+//! apart, and `tiered` serves at once, then switches to LLVM's code.
 #![cfg(feature = "llvm")]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, fixture, hello_example};
+use common::{Server, client, fixture, hello_example, wait_for_log_count};
 
 #[test]
 fn hello_is_served_and_cached_apart_from_cranelift() {
@@ -45,4 +46,50 @@ fn an_endless_loop_is_stopped_at_the_timeout() {
     assert!(server.log_contains("stopped at its deadline"));
     // The server goes on serving: the next request gets its own instance and deadline.
     assert_eq!(server.get("/").status(), 504);
+}
+
+#[test]
+fn tiered_serves_at_once_then_switches_to_llvm() {
+    let cache = tempfile::tempdir().unwrap();
+    let compiled = cache.path().join("compiled");
+    let entries = || std::fs::read_dir(&compiled).map_or(0, |dir| dir.count());
+    let hello = |server: &Server| {
+        let (status, page) = server.get_text("/");
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("<h1>Hello from WebAssembly!</h1>"), "{page}");
+    };
+    for watch in [false, true] {
+        let mut args = vec![
+            hello_example().into_os_string(),
+            "--compiler".into(),
+            "tiered".into(),
+            "--cache-dir".into(),
+            cache.path().into(),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if watch {
+            args.push("--watch".into());
+        }
+        let server = Server::start(&args);
+        hello(&server);
+        wait_for_log_count(&server, "switched to LLVM's machine code", 1);
+        hello(&server);
+        // The site served now is LLVM's.
+        let metrics = client()
+            .get(server.metrics_url())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        for expected in [
+            "wcgi_serving_compiler{compiler=\"llvm\"} 1\n",
+            "wcgi_serving_compiler{compiler=\"cranelift\"} 0\n",
+        ] {
+            assert!(metrics.contains(expected), "--watch {watch}: {metrics}");
+        }
+        // Cranelift's code and LLVM's, each an artifact and its checksum; the second start
+        // found both.
+        assert_eq!(entries(), 4, "--watch {watch}");
+    }
 }

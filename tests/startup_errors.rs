@@ -200,11 +200,14 @@ fn a_bad_entry_in_the_annotation_env() {
 #[cfg(not(feature = "llvm"))]
 #[test]
 fn the_llvm_compiler_in_a_build_without_it() {
-    let error = startup_error(&[hello_example().into(), "--compiler".into(), "llvm".into()]);
-    assert_eq!(
-        error,
-        "error: this wcgi was built without the LLVM compiler; build it with `--features llvm` \
-         (needs LLVM 22: `apt-get install llvm-22-dev libpolly-22-dev`), or use --compiler \
-         cranelift"
-    );
+    for compiler in ["llvm", "tiered"] {
+        let error = startup_error(&[hello_example().into(), "--compiler".into(), compiler.into()]);
+        assert_eq!(
+            error,
+            "error: this wcgi was built without the LLVM compiler; build it with `--features \
+             llvm` (needs LLVM 22: `apt-get install llvm-22-dev libpolly-22-dev`), or use \
+             --compiler cranelift",
+            "--compiler {compiler}"
+        );
+    }
 }

@@ -25,9 +25,12 @@ pub enum Compiler {
     /// Compiles quickly (php-cgi in seconds), good code.
     #[default]
     Cranelift,
-    /// Compiles slowly (php-cgi in minutes, once: the result is cached), faster code for
-    /// interpreters. Only in a wcgi built with the `llvm` cargo feature.
+    /// Compiles slowly (php-cgi in a minute or two, once: the result is cached), faster code
+    /// for interpreters. Only in a wcgi built with the `llvm` cargo feature.
     Llvm,
+    /// Cranelift at once, then LLVM in the background at low priority, switched to once built
+    /// (see `tier_up`). Only in a wcgi built with the `llvm` cargo feature.
+    Tiered,
 }
 
 impl Compiler {
@@ -38,8 +41,11 @@ impl Compiler {
             Compiler::Cranelift => Box::new(Cranelift::default()),
             #[cfg(feature = "llvm")]
             Compiler::Llvm => Box::new(LLVM::new()),
+            // The engine serving first; `tier_up` brings LLVM's.
+            #[cfg(feature = "llvm")]
+            Compiler::Tiered => Box::new(Cranelift::default()),
             #[cfg(not(feature = "llvm"))]
-            Compiler::Llvm => anyhow::bail!(
+            Compiler::Llvm | Compiler::Tiered => anyhow::bail!(
                 "this wcgi was built without the LLVM compiler; build it with `--features llvm` \
                  (needs LLVM 22: `apt-get install llvm-22-dev libpolly-22-dev`), or use \
                  --compiler cranelift"
@@ -60,6 +66,8 @@ pub type SharedRuntime = Arc<dyn Runtime + Send + Sync>;
 #[derive(Clone)]
 pub struct GuestEngine {
     pub(super) engine: Engine,
+    /// The compiler `engine` compiles with.
+    compiler: Compiler,
     pub(super) runtime: SharedRuntime,
     /// Linear memory each instance may use, in bytes.
     pub(super) max_memory: u64,
@@ -79,12 +87,47 @@ impl GuestEngine {
         max_guests: usize,
         compiled_cache: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
-        let pool = MemoryPool::new(max_guests);
+        Self::build(
+            compiler,
+            max_memory,
+            compiled_cache,
+            MemoryPool::new(max_guests),
+        )
+    }
+
+    /// The name of the compiler this engine's machine code comes from.
+    pub fn compiler_name(&self) -> &'static str {
+        match self.compiler {
+            // `tiered` compiles with Cranelift; its LLVM engine is another `GuestEngine`.
+            Compiler::Cranelift | Compiler::Tiered => "cranelift",
+            Compiler::Llvm => "llvm",
+        }
+    }
+
+    /// Another engine, with `compiler`, for the same instances: the same memory cap, compiled
+    /// cache and pool of memories (which hold no code, so either engine's instances reuse
+    /// them). Must be called inside a Tokio runtime.
+    pub fn with_compiler(&self, compiler: Compiler) -> anyhow::Result<Self> {
+        Self::build(
+            compiler,
+            self.max_memory,
+            self.compiled_cache.clone(),
+            self.pool.clone(),
+        )
+    }
+
+    fn build(
+        compiler: Compiler,
+        max_memory: u64,
+        compiled_cache: Option<PathBuf>,
+        pool: Arc<MemoryPool>,
+    ) -> anyhow::Result<Self> {
         let mut engine: Engine = EngineBuilder::new(compiler.config()?).engine().into();
         engine.set_tunables(MemoryCap::new(max_memory, pool.clone()));
         Ok(GuestEngine {
             runtime: sandboxed_runtime(&engine),
             engine,
+            compiler,
             max_memory,
             compiled_cache,
             pool,

@@ -98,10 +98,18 @@ pub struct Site {
     /// What `--static` serves under paths no route claims (under a route, its app's own
     /// static files, which include `--static`, decide).
     pub unrouted_static: StaticFiles,
+    /// Which compiler made its machine code (`cranelift`, `llvm`).
+    pub compiler: &'static str,
 }
 
 /// The site being served, replaceable while requests run.
 pub type SiteHandle = Arc<ArcSwap<Site>>;
+
+/// Serves `site` from now on; requests in flight finish on the one they started with.
+pub fn switch_site(handle: &SiteHandle, site: Site) {
+    crate::metrics::serving_compiler(site.compiler);
+    handle.store(Arc::new(site));
+}
 
 /// Shared by every request; built once before listening. What is server-wide lives here;
 /// what belongs to one app, in its [`App`].
@@ -131,6 +139,7 @@ pub enum Refusal {
 
 impl AppState {
     pub fn new(site: Site, limits: Limits) -> anyhow::Result<Self> {
+        crate::metrics::serving_compiler(site.compiler);
         Ok(AppState {
             site: Arc::new(ArcSwap::from_pointee(site)),
             guest_slots: Arc::new(Semaphore::new(limits.max_guests)),
