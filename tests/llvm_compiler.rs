@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, client, fixture, hello_example, wait_for_log_count};
+use common::{Server, client, fixture, fixture_package, hello_example, wait_for_log_count};
 
 #[test]
 fn hello_is_served_and_cached_apart_from_cranelift() {
@@ -53,14 +53,9 @@ fn tiered_serves_at_once_then_switches_to_llvm() {
     let cache = tempfile::tempdir().unwrap();
     let compiled = cache.path().join("compiled");
     let entries = || std::fs::read_dir(&compiled).map_or(0, |dir| dir.count());
-    let hello = |server: &Server| {
-        let (status, page) = server.get_text("/");
-        assert_eq!(status, 200, "{page}");
-        assert!(page.contains("<h1>Hello from WebAssembly!</h1>"), "{page}");
-    };
-    for watch in [false, true] {
+    let start = |package: &std::path::Path, watch: bool| {
         let mut args = vec![
-            hello_example().into_os_string(),
+            package.as_os_str().to_owned(),
             "--compiler".into(),
             "tiered".into(),
             "--cache-dir".into(),
@@ -72,24 +67,49 @@ fn tiered_serves_at_once_then_switches_to_llvm() {
             args.push("--watch".into());
         }
         let server = Server::start(&args);
-        hello(&server);
-        wait_for_log_count(&server, "switched to LLVM's machine code", 1);
-        hello(&server);
-        // The site served now is LLVM's.
-        let metrics = client()
-            .get(server.metrics_url())
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        for expected in [
-            "wcgi_serving_compiler{compiler=\"llvm\"} 1\n",
-            "wcgi_serving_compiler{compiler=\"cranelift\"} 0\n",
-        ] {
-            assert!(metrics.contains(expected), "--watch {watch}: {metrics}");
-        }
-        // Cranelift's code and LLVM's, each an artifact and its checksum; the second start
-        // found both.
-        assert_eq!(entries(), 4, "--watch {watch}");
+        assert_serves_hello(&server);
+        server
+    };
+
+    // Without --watch: Cranelift's code at once, then LLVM's; each an artifact and a checksum.
+    let server = start(&hello_example(), false);
+    wait_for_log_count(&server, "switched to LLVM's machine code", 1);
+    assert_serves_hello(&server);
+    assert_serving_compiler(&server, "llvm");
+    assert_eq!(entries(), 4);
+
+    // With --watch: a reload serves Cranelift's code, then tiers up again.
+    let package = fixture_package("hello", "hello", "");
+    let server = start(package.path(), true);
+    wait_for_log_count(&server, "switched to LLVM's machine code", 1);
+    let manifest = package.path().join("wasmer.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("\n# changed\n");
+    std::fs::write(&manifest, text).unwrap();
+    wait_for_log_count(&server, "reloaded in ", 1);
+    wait_for_log_count(&server, "switched to LLVM's machine code", 2);
+    assert_serves_hello(&server);
+    assert_serving_compiler(&server, "llvm");
+    assert_eq!(entries(), 8);
+}
+
+fn assert_serves_hello(server: &Server) {
+    let (status, page) = server.get_text("/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Hello from"), "{page}");
+}
+
+/// The metrics say the site served runs `compiler`'s code, and not the other's.
+fn assert_serving_compiler(server: &Server, compiler: &str) {
+    let metrics = client()
+        .get(server.metrics_url())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for (name, value) in [("cranelift", 0), ("llvm", 0)] {
+        let value = if name == compiler { 1 } else { value };
+        let line = format!("wcgi_serving_compiler{{compiler=\"{name}\"}} {value}\n");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
     }
 }
