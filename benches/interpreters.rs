@@ -7,7 +7,8 @@
 //!
 //! Needs lighttpd, python3, php8.2-cgi, php8.2-fpm and php8.2-opcache (`apt-get install
 //! lighttpd python3 php8.2-cgi php8.2-fpm php8.2-opcache`); a missing one is named in one line
-//! and its row skipped. Run with `cargo bench --bench interpreters`.
+//! and its row skipped. Run with `cargo bench --bench interpreters`; built with `--features
+//! llvm` it adds snapshot rows compiled by LLVM (`--compiler llvm`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -29,11 +30,18 @@ const HELLO_PHP: &str = "<?php\nheader('Content-Type: text/plain');\necho 'hello
 /// Served by PHP-FPM once, so that its row is known to run with OPcache on.
 const OPCACHE_PHP: &str = "<?php\nheader('Content-Type: text/plain');\nvar_export(opcache_get_status(false)['opcache_enabled'] ?? false);\n";
 
-/// The wcgi rows: the snapshot (whenever the module can have one) and without.
-const WCGI_ROWS: [(&str, &[&str]); 2] = [
-    ("wcgi (snapshot)", &[]),
-    ("wcgi (--no-preinit)", &["--no-preinit"]),
-];
+/// The wcgi rows: the snapshot (whenever the module can have one) and without; built with
+/// `--features llvm`, also the snapshot compiled by LLVM.
+fn wcgi_rows() -> Vec<(&'static str, &'static [&'static str])> {
+    let mut rows: Vec<(&str, &[&str])> = vec![
+        ("wcgi (snapshot)", &[]),
+        ("wcgi (--no-preinit)", &["--no-preinit"]),
+    ];
+    if cfg!(feature = "llvm") {
+        rows.push(("wcgi llvm (snapshot)", &["--compiler", "llvm"]));
+    }
+    rows
+}
 
 /// One interpreter, served both ways.
 struct Case {
@@ -206,13 +214,15 @@ fn main() {
                 )
             })
             .collect();
-        for (name, extra) in WCGI_ROWS {
+        for (name, extra) in wcgi_rows() {
             let mut args: Vec<&Path> = vec![&package];
             args.extend(extra.iter().map(Path::new));
             let server = Server::start(&args);
             let median = median_of(&server.url(&path), case.greeting);
-            if extra.is_empty() && !server.logs().contains("pre-initialised with") {
-                without_snapshot.push(case.script);
+            if !extra.contains(&"--no-preinit") && !server.logs().contains("pre-initialised with") {
+                if !without_snapshot.contains(&case.script) {
+                    without_snapshot.push(case.script);
+                }
             }
             let ratios: Vec<String> = peers
                 .iter()
