@@ -219,10 +219,12 @@ fn main() {
             args.extend(extra.iter().map(Path::new));
             let server = Server::start(&args);
             let median = median_of(&server.url(&path), case.greeting);
-            if !extra.contains(&"--no-preinit") && !server.logs().contains("pre-initialised with") {
-                if !without_snapshot.contains(&case.script) {
-                    without_snapshot.push(case.script);
-                }
+            let snapshot_expected = !extra.contains(&"--no-preinit");
+            if snapshot_expected
+                && !server.logs().contains("pre-initialised with")
+                && !without_snapshot.contains(&case.script)
+            {
+                without_snapshot.push(case.script);
             }
             let ratios: Vec<String> = peers
                 .iter()
