@@ -18,7 +18,8 @@ use crate::runtime::{
     Provenance, stdin_channel, stdout_channel,
 };
 use crate::server::{
-    self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable, Site,
+    self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable,
+    Site, SiteHandle,
 };
 use crate::static_dirs;
 use crate::tier_up::TierUp;
@@ -159,6 +160,24 @@ pub fn load_site(args: &SiteArgs, engine: &GuestEngine) -> anyhow::Result<(Site,
     let (_, parts) = site_parts(args)?;
     let watched = watched_files(args, &parts);
     Ok((build_site(args, engine, parts)?, watched))
+}
+
+/// Builds the site again with `engine` and serves it from now on (requests in flight keep the
+/// one they started with): for each reload, and for the tier-up to LLVM's code. Gives the
+/// files it was built from.
+pub fn rebuild_site(
+    args: &SiteArgs,
+    engine: &GuestEngine,
+    runtime: &tokio::runtime::Handle,
+    site: &SiteHandle,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let (built, files) = {
+        // Mounts and the WASI runtime need a Tokio context.
+        let _context = runtime.enter();
+        load_site(args, engine)?
+    };
+    server::switch_site(site, built);
+    Ok(files)
 }
 
 /// Every app of the site, at its route.

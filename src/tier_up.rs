@@ -63,13 +63,8 @@ impl TierUp {
     pub fn tier_up(&self) {
         lower_priority();
         let started = Instant::now();
-        let built = {
-            let _context = self.runtime.enter();
-            crate::run::load_site(&self.args, &self.llvm)
-        };
-        match built {
-            Ok((site, _)) => {
-                crate::server::switch_site(&self.site, site);
+        match crate::run::rebuild_site(&self.args, &self.llvm, &self.runtime, &self.site) {
+            Ok(_) => {
                 tracing::info!(
                     "switched to LLVM's machine code (--compiler tiered), made in {:.1?}",
                     started.elapsed()

@@ -155,14 +155,8 @@ impl Reloader {
                 .collect::<Vec<_>>()
                 .join(", ");
             let started = Instant::now();
-            let built = {
-                // Mounts and the WASI runtime need a Tokio context.
-                let _context = self.runtime.enter();
-                crate::run::load_site(&self.args, &self.engine)
-            };
-            match built {
-                Ok((site, files)) => {
-                    crate::server::switch_site(&self.site, site);
+            match crate::run::rebuild_site(&self.args, &self.engine, &self.runtime, &self.site) {
+                Ok(files) => {
                     count_reload("ok");
                     tracing::info!(
                         "reloaded in {:.1?} after a change to {changed}",

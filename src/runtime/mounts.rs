@@ -333,7 +333,7 @@ impl<F: FileSystem> ContainedFileSystem<F> {
         let root = self.root_fd.as_ref()?;
         let relative = host_path.strip_prefix(&self.root).ok()?;
         match open_beneath(root, relative, how) {
-            Err(error) if !is_missing(&error) && is_undecided(&error) => None,
+            Err(error) if is_undecided(&error) => None,
             result => Some(result),
         }
     }
