@@ -160,6 +160,29 @@ case '/seeds':
         'random_bytes' => bin2hex(random_bytes(8)),
     ]);
     break;
+case '/own-writes':
+    // One request changing files and looking at them again: every look sees the change.
+    // clearstatcache() keeps PHP's own stat cache out of it; what is checked is the host's.
+    $dir = '/data/own-writes';
+    $look = function ($path) { clearstatcache(); return file_exists($path) ? (is_dir($path) ? 'dir' : filesize($path)) : 'none'; };
+    $seen = [$look("$dir/file.txt")];
+    mkdir($dir);
+    $seen[] = $look($dir);
+    file_put_contents("$dir/file.txt", 'abc');
+    $seen[] = $look("$dir/file.txt");
+    $file = fopen("$dir/file.txt", 'a');
+    fwrite($file, 'defg'); fflush($file);
+    $seen[] = $look("$dir/file.txt");
+    fclose($file);
+    rename("$dir/file.txt", "$dir/moved.txt");
+    $seen[] = $look("$dir/file.txt");
+    $seen[] = $look("$dir/moved.txt");
+    unlink("$dir/moved.txt");
+    $seen[] = $look("$dir/moved.txt");
+    rmdir($dir);
+    $seen[] = $look($dir);
+    echo implode(' ', $seen), "\n";
+    break;
 case '/opcache':
     $status = opcache_get_status(false);
     echo json_encode([
@@ -263,6 +286,23 @@ fn requests_from_one_snapshot_share_no_random_state() {
         assert!(!first[key].is_null(), "{key}: {first}");
         assert_ne!(first[key], second[key], "{key} repeats across requests");
     }
+}
+
+#[test]
+fn a_request_sees_the_files_it_changes_at_once() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let server = serve(&project, &[]);
+    // Twice: the second request must not see what the first one left behind either.
+    for _ in 0..2 {
+        let (status, body) = server.get_text("/probe.php/own-writes");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "none dir 3 7 none 7 none none\n")
+        );
+    }
+    assert!(!project.join("data/own-writes").exists());
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod engine;
 mod guest_files;
 mod host_file;
 mod instance;
+mod lookup_memo;
 mod memory_cap;
 mod memory_image;
 mod memory_pool;

@@ -1,6 +1,7 @@
 //! The file system an instance sees: wasmer-wasix's virtual root (`/bin`, `/dev`, `/etc`,
 //! `/tmp`...) in memory, fresh for every instance so nothing one request writes there is seen
-//! by the next, with the command's mounts on top.
+//! by the next, with the command's mounts on top, each seen through what this instance has
+//! already learnt of it (`lookup_memo`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use wasmer_wasix::virtual_fs::{
     ArcFileSystem, FileSystem, MountFileSystem, OverlayFileSystem, RootFileSystemBuilder,
 };
 
+use super::lookup_memo::LookupMemo;
 use super::mounts::Mount;
 use super::sqlite_locks::LockLedger;
 
@@ -53,7 +55,7 @@ impl RootLayout {
         let root = MountFileSystem::new();
         let mut root_layers: Vec<SharedFileSystem> = Vec::new();
         for mount in &self.mounts {
-            let filesystem = locks.track(mount);
+            let filesystem: SharedFileSystem = Arc::new(LookupMemo::new(locks.track(mount)));
             if mount.guest == "/" {
                 root_layers.push(filesystem);
             } else {

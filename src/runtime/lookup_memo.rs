@@ -1,0 +1,385 @@
+//! What one instance has already learnt about a mount's paths. wasmer-wasix starts each
+//! instance with an empty inode tree and asks the filesystem about every path again and again:
+//! `symlink_metadata` and then `metadata` when it first meets a path, `metadata` once more for
+//! each `stat` of it, and `symlink_metadata` for every probe of a path that is not there (it
+//! never remembers those). On a mount each question costs an `openat2`, an `fstat` and a
+//! `close`, and a WordPress page asks about 900 paths some 3,300 times.
+//!
+//! The answers are remembered for the life of one instance, so the instance sees its mounts as
+//! they were when it first looked, the way PHP's own stat cache does within a request. Nothing
+//! is shared between instances: the next request asks the host again, so an edited file is
+//! seen at once. What the instance itself changes is never answered from memory:
+//!
+//! - a change by path (`mkdir`, `rmdir`, `unlink`, `rename`, an open that may create a file)
+//!   forgets everything, since it can change what other paths resolve to;
+//! - a path opened for writing is forgotten and never remembered again in that instance, since
+//!   writes through the descriptor change its size and times.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::future::BoxFuture;
+use wasmer_wasix::virtual_fs::{
+    self, FileOpener, FileSystem, FsError, Metadata, OpenOptions, OpenOptionsConfig, ReadDir,
+    VirtualFile,
+};
+
+type SharedFileSystem = Arc<dyn FileSystem + Send + Sync>;
+
+/// Paths remembered per instance at most; past that the instance asks the host each time, so a
+/// guest that probes millions of names costs time, not memory.
+const CAPACITY: usize = 16_384;
+
+/// A mount as one instance sees it, with the answers it has already had.
+#[derive(Debug)]
+pub struct LookupMemo {
+    inner: SharedFileSystem,
+    memo: Mutex<Memo>,
+}
+
+#[derive(Debug, Default)]
+struct Memo {
+    /// `symlink_metadata`: the path itself, a last link not followed.
+    links_kept: HashMap<PathBuf, Answer>,
+    /// `metadata` of paths whose last component is a link (for the others it is the above).
+    links_followed: HashMap<PathBuf, Answer>,
+    /// Opened for writing by this instance: always asked afresh.
+    written: HashSet<PathBuf>,
+    /// Set once `written` is full: from then on every question goes to the host.
+    off: bool,
+}
+
+/// What the host answered: the metadata, or that nothing is there.
+#[derive(Debug, Clone)]
+enum Answer {
+    Found(Metadata),
+    Missing,
+}
+
+impl Answer {
+    /// The answer worth keeping: metadata, or "not there"; any other error is asked again.
+    fn of(result: &virtual_fs::Result<Metadata>) -> Option<Answer> {
+        match result {
+            Ok(metadata) => Some(Answer::Found(metadata.clone())),
+            Err(FsError::EntryNotFound) => Some(Answer::Missing),
+            Err(_) => None,
+        }
+    }
+
+    fn result(&self) -> virtual_fs::Result<Metadata> {
+        match self {
+            Answer::Found(metadata) => Ok(metadata.clone()),
+            Answer::Missing => Err(FsError::EntryNotFound),
+        }
+    }
+}
+
+impl Memo {
+    fn forget_all(&mut self) {
+        self.links_kept.clear();
+        self.links_followed.clear();
+    }
+
+    fn is_full(&self) -> bool {
+        self.links_kept.len() + self.links_followed.len() >= CAPACITY
+    }
+
+    /// Whether the answer for `path` may come from memory.
+    fn answers(&self, path: &Path) -> bool {
+        !self.off && !self.written.contains(path)
+    }
+
+    /// Notes a path opened for writing; past the capacity the memo stops altogether.
+    fn note_written(&mut self, path: &Path) {
+        if self.written.len() >= CAPACITY {
+            self.off = true;
+            self.forget_all();
+        } else {
+            self.written.insert(path.to_path_buf());
+        }
+    }
+}
+
+impl LookupMemo {
+    pub fn new(inner: SharedFileSystem) -> Self {
+        LookupMemo {
+            inner,
+            memo: Mutex::default(),
+        }
+    }
+
+    fn memo(&self) -> MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a change by path, forgetting everything first: whatever it does, no answer from
+    /// before it is given after it.
+    fn changing<T>(&self, change: impl FnOnce() -> T) -> T {
+        self.memo().forget_all();
+        change()
+    }
+
+    /// `symlink_metadata`, from memory where the instance has asked before.
+    fn link_kept(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        {
+            let memo = self.memo();
+            if !memo.answers(path) {
+                drop(memo);
+                return self.inner.symlink_metadata(path);
+            }
+            if let Some(answer) = memo.links_kept.get(path) {
+                return answer.result();
+            }
+        }
+        let result = self.inner.symlink_metadata(path);
+        self.remember(path, &result, |memo| &mut memo.links_kept);
+        result
+    }
+
+    /// `metadata`: for a path that is not itself a link, the same file `symlink_metadata`
+    /// describes, so one answer serves both.
+    fn link_followed(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        {
+            let memo = self.memo();
+            if !memo.answers(path) {
+                drop(memo);
+                return self.inner.metadata(path);
+            }
+            match memo.links_kept.get(path) {
+                Some(Answer::Found(metadata)) if metadata.ft.is_symlink() => {}
+                Some(answer) => return answer.result(),
+                None => {}
+            }
+            if let Some(answer) = memo.links_followed.get(path) {
+                return answer.result();
+            }
+        }
+        let result = self.inner.metadata(path);
+        self.remember(path, &result, |memo| match &result {
+            // Not a link: it is also what `symlink_metadata` would say.
+            Ok(metadata) if !metadata.ft.is_symlink() => &mut memo.links_kept,
+            _ => &mut memo.links_followed,
+        });
+        result
+    }
+
+    fn remember(
+        &self,
+        path: &Path,
+        result: &virtual_fs::Result<Metadata>,
+        table: impl FnOnce(&mut Memo) -> &mut HashMap<PathBuf, Answer>,
+    ) {
+        let Some(answer) = Answer::of(result) else {
+            return;
+        };
+        let mut memo = self.memo();
+        // Written while the host was asked: that answer may already be out of date.
+        if memo.is_full() || !memo.answers(path) {
+            return;
+        }
+        table(&mut memo).insert(path.to_path_buf(), answer);
+    }
+}
+
+/// Whether opening with `conf` may change the file or create one.
+fn may_change(conf: &OpenOptionsConfig) -> bool {
+    conf.write() || conf.append() || conf.truncate() || conf.create() || conf.create_new()
+}
+
+impl FileSystem for LookupMemo {
+    fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+        self.inner.readlink(path)
+    }
+    fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+        self.inner.read_dir(path)
+    }
+    fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.changing(|| self.inner.create_dir(path))
+    }
+    fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.changing(|| self.inner.remove_dir(path))
+    }
+    fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> BoxFuture<'a, virtual_fs::Result<()>> {
+        Box::pin(async move {
+            self.memo().forget_all();
+            let result = self.inner.rename(from, to).await;
+            // Forgotten again: a lookup while the rename ran may have seen either side of it.
+            self.memo().forget_all();
+            result
+        })
+    }
+    fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.link_followed(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+        self.link_kept(path)
+    }
+    fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
+        self.changing(|| self.inner.remove_file(path))
+    }
+    fn new_open_options(&self) -> OpenOptions<'_> {
+        OpenOptions::new(self)
+    }
+}
+
+impl FileOpener for LookupMemo {
+    fn open(
+        &self,
+        path: &Path,
+        conf: &OpenOptionsConfig,
+    ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
+        if may_change(conf) {
+            let mut memo = self.memo();
+            memo.note_written(path);
+            if conf.create() || conf.create_new() {
+                memo.forget_all();
+            } else {
+                memo.links_kept.remove(path);
+                memo.links_followed.remove(path);
+            }
+        }
+        self.inner
+            .new_open_options()
+            .options(conf.clone())
+            .open(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An in-memory filesystem that counts the lookups that reach it.
+    #[derive(Debug, Default)]
+    struct Counted {
+        inner: virtual_fs::mem_fs::FileSystem,
+        lookups: AtomicUsize,
+    }
+
+    impl FileSystem for Counted {
+        fn readlink(&self, path: &Path) -> virtual_fs::Result<PathBuf> {
+            self.inner.readlink(path)
+        }
+        fn read_dir(&self, path: &Path) -> virtual_fs::Result<ReadDir> {
+            self.inner.read_dir(path)
+        }
+        fn create_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+            self.inner.create_dir(path)
+        }
+        fn remove_dir(&self, path: &Path) -> virtual_fs::Result<()> {
+            self.inner.remove_dir(path)
+        }
+        fn rename<'a>(
+            &'a self,
+            from: &'a Path,
+            to: &'a Path,
+        ) -> BoxFuture<'a, virtual_fs::Result<()>> {
+            self.inner.rename(from, to)
+        }
+        fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+            self.lookups.fetch_add(1, Ordering::Relaxed);
+            self.inner.metadata(path)
+        }
+        fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
+            self.lookups.fetch_add(1, Ordering::Relaxed);
+            self.inner.symlink_metadata(path)
+        }
+        fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
+            self.inner.remove_file(path)
+        }
+        fn new_open_options(&self) -> OpenOptions<'_> {
+            self.inner.new_open_options()
+        }
+    }
+
+    fn memo_over_counted() -> (Arc<Counted>, LookupMemo) {
+        let counted = Arc::new(Counted::default());
+        counted.inner.create_dir(Path::new("/dir")).unwrap();
+        write(&*counted, "/dir/page.php", b"<?php");
+        (counted.clone(), LookupMemo::new(counted))
+    }
+
+    fn write(fs: &dyn FileSystem, path: &str, contents: &[u8]) {
+        let mut file = fs
+            .new_open_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        append(&mut file, contents);
+    }
+
+    /// Writes to an in-memory file, whose writes complete at once.
+    fn append(file: &mut Box<dyn VirtualFile + Send + Sync>, contents: &[u8]) {
+        tokio::io::AsyncWriteExt::write_all(file, contents)
+            .now_or_never()
+            .expect("in-memory writes do not wait")
+            .unwrap();
+    }
+
+    fn size(fs: &dyn FileSystem, path: &str) -> virtual_fs::Result<u64> {
+        fs.metadata(Path::new(path)).map(|metadata| metadata.len())
+    }
+
+    #[test]
+    fn a_path_is_asked_about_once_per_instance() {
+        let (counted, memo) = memo_over_counted();
+        let page = Path::new("/dir/page.php");
+        assert!(memo.symlink_metadata(page).unwrap().is_file());
+        for _ in 0..3 {
+            assert_eq!(size(&memo, "/dir/page.php"), Ok(5));
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                memo.symlink_metadata(Path::new("/dir/missing.php")),
+                Err(FsError::EntryNotFound)
+            );
+        }
+        assert_eq!(counted.lookups.load(Ordering::Relaxed), 2);
+        // Another instance asks the host itself.
+        assert_eq!(
+            size(&LookupMemo::new(counted.clone()), "/dir/page.php"),
+            Ok(5)
+        );
+        assert_eq!(counted.lookups.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn what_the_instance_changes_is_never_answered_from_memory() {
+        let (_counted, memo) = memo_over_counted();
+        assert_eq!(size(&memo, "/dir/page.php"), Ok(5));
+        assert_eq!(size(&memo, "/dir/new.php"), Err(FsError::EntryNotFound));
+
+        // Written through a descriptor: its size is asked afresh, also while it is open.
+        let mut file = memo
+            .new_open_options()
+            .write(true)
+            .append(true)
+            .open("/dir/page.php")
+            .unwrap();
+        append(&mut file, b" echo 1;");
+        assert_eq!(size(&memo, "/dir/page.php"), Ok(13));
+        append(&mut file, b"!");
+        assert_eq!(size(&memo, "/dir/page.php"), Ok(14));
+
+        // Created, removed, renamed, made a directory: no earlier answer survives.
+        write(&memo, "/dir/new.php", b"new");
+        assert_eq!(size(&memo, "/dir/new.php"), Ok(3));
+        memo.remove_file(Path::new("/dir/new.php")).unwrap();
+        assert_eq!(size(&memo, "/dir/new.php"), Err(FsError::EntryNotFound));
+        memo.create_dir(Path::new("/dir/new.php")).unwrap();
+        assert!(memo.metadata(Path::new("/dir/new.php")).unwrap().is_dir());
+        memo.remove_dir(Path::new("/dir/new.php")).unwrap();
+        assert_eq!(size(&memo, "/dir/new.php"), Err(FsError::EntryNotFound));
+        memo.rename(Path::new("/dir/page.php"), Path::new("/dir/new.php"))
+            .now_or_never()
+            .expect("in-memory renames do not wait")
+            .unwrap();
+        assert_eq!(size(&memo, "/dir/page.php"), Err(FsError::EntryNotFound));
+        assert_eq!(size(&memo, "/dir/new.php"), Ok(14));
+    }
+}
