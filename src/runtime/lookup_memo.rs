@@ -90,6 +90,18 @@ impl Memo {
         !self.off && !self.written.contains(path)
     }
 
+    /// A file still open for writing may be written under its new name: it stays unanswered.
+    fn moved(&mut self, from: &Path, to: &Path) {
+        let moved: Vec<PathBuf> = self
+            .written
+            .iter()
+            .filter_map(|path| Some(to.join(path.strip_prefix(from).ok()?)))
+            .collect();
+        for path in moved {
+            self.note_written(&path);
+        }
+    }
+
     /// Notes a path opened for writing; past the capacity the memo stops altogether.
     fn note_written(&mut self, path: &Path) {
         if self.written.len() >= CAPACITY {
@@ -204,8 +216,12 @@ impl FileSystem for LookupMemo {
         Box::pin(async move {
             self.memo().forget_all();
             let result = self.inner.rename(from, to).await;
+            let mut memo = self.memo();
             // Forgotten again: a lookup while the rename ran may have seen either side of it.
-            self.memo().forget_all();
+            memo.forget_all();
+            if result.is_ok() {
+                memo.moved(from, to);
+            }
             result
         })
     }
@@ -383,5 +399,13 @@ mod tests {
         assert_eq!(size(&memo, "/dir/log.txt"), Ok(7));
         append(&mut file, b"!");
         assert_eq!(size(&memo, "/dir/log.txt"), Ok(8));
+        // Still written after a rename of it, or of its directory, under the new name.
+        memo.rename(Path::new("/dir"), Path::new("/logs"))
+            .now_or_never()
+            .expect("in-memory renames do not wait")
+            .unwrap();
+        assert_eq!(size(&memo, "/logs/log.txt"), Ok(8));
+        append(&mut file, b"?");
+        assert_eq!(size(&memo, "/logs/log.txt"), Ok(9));
     }
 }
