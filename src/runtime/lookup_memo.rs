@@ -12,8 +12,8 @@
 //!
 //! - a change by path (`mkdir`, `rmdir`, `unlink`, `rename`, an open that may create a file)
 //!   forgets everything, since it can change what other paths resolve to;
-//! - a path opened for writing is forgotten and never remembered again in that instance, since
-//!   writes through the descriptor change its size and times.
+//! - a path opened for writing is forgotten and never remembered again in that instance (nor
+//!   the name a rename gives it), since writes through the descriptor change its size and times.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
