@@ -48,6 +48,9 @@ struct Memo {
     written: HashSet<PathBuf>,
     /// Set once `written` is full: from then on every question goes to the host.
     off: bool,
+    /// How many times everything was forgotten: an answer the host gave across a change is
+    /// not kept.
+    generation: u64,
 }
 
 /// What the host answered: the metadata, or that nothing is there.
@@ -79,10 +82,28 @@ impl Memo {
     fn forget_all(&mut self) {
         self.links_kept.clear();
         self.links_followed.clear();
+        self.generation += 1;
     }
 
     fn is_full(&self) -> bool {
         self.links_kept.len() + self.links_followed.len() >= CAPACITY
+    }
+
+    /// The answer already had for `path`, if it may be given. For a path that is not itself a
+    /// link, `metadata` describes the same file as `symlink_metadata`: one answer serves both.
+    fn recall(&self, path: &Path, follow_last: bool) -> Option<virtual_fs::Result<Metadata>> {
+        if !self.answers(path) {
+            return None;
+        }
+        let answer = match self.links_kept.get(path) {
+            Some(Answer::Found(metadata)) if follow_last && metadata.ft.is_symlink() => {
+                self.links_followed.get(path)
+            }
+            Some(answer) => Some(answer),
+            None if follow_last => self.links_followed.get(path),
+            None => None,
+        };
+        answer.map(Answer::result)
     }
 
     /// Whether the answer for `path` may come from memory.
@@ -125,72 +146,55 @@ impl LookupMemo {
         self.memo.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a change by path, forgetting everything first: whatever it does, no answer from
-    /// before it is given after it.
+    /// Runs a change by path, then forgets everything: whatever it did, no answer from before
+    /// it is given after it.
     fn changing<T>(&self, change: impl FnOnce() -> T) -> T {
+        let result = change();
         self.memo().forget_all();
-        change()
-    }
-
-    /// `symlink_metadata`, from memory where the instance has asked before.
-    fn link_kept(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        {
-            let memo = self.memo();
-            if !memo.answers(path) {
-                drop(memo);
-                return self.inner.symlink_metadata(path);
-            }
-            if let Some(answer) = memo.links_kept.get(path) {
-                return answer.result();
-            }
-        }
-        let result = self.inner.symlink_metadata(path);
-        self.remember(path, &result, |memo| &mut memo.links_kept);
         result
     }
 
-    /// `metadata`: for a path that is not itself a link, the same file `symlink_metadata`
-    /// describes, so one answer serves both.
-    fn link_followed(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        {
+    /// `metadata` (`follow_last`) or `symlink_metadata`, from memory where the instance has
+    /// asked before.
+    fn lookup(&self, path: &Path, follow_last: bool) -> virtual_fs::Result<Metadata> {
+        let asked_in = {
             let memo = self.memo();
-            if !memo.answers(path) {
-                drop(memo);
-                return self.inner.metadata(path);
+            if let Some(answer) = memo.recall(path, follow_last) {
+                return answer;
             }
-            match memo.links_kept.get(path) {
-                Some(Answer::Found(metadata)) if metadata.ft.is_symlink() => {}
-                Some(answer) => return answer.result(),
-                None => {}
-            }
-            if let Some(answer) = memo.links_followed.get(path) {
-                return answer.result();
-            }
-        }
-        let result = self.inner.metadata(path);
-        self.remember(path, &result, |memo| match &result {
-            // Not a link: it is also what `symlink_metadata` would say.
-            Ok(metadata) if !metadata.ft.is_symlink() => &mut memo.links_kept,
-            _ => &mut memo.links_followed,
-        });
+            memo.generation
+        };
+        let result = if follow_last {
+            self.inner.metadata(path)
+        } else {
+            self.inner.symlink_metadata(path)
+        };
+        self.remember(path, follow_last, asked_in, &result);
         result
     }
 
     fn remember(
         &self,
         path: &Path,
+        follow_last: bool,
+        asked_in: u64,
         result: &virtual_fs::Result<Metadata>,
-        table: impl FnOnce(&mut Memo) -> &mut HashMap<PathBuf, Answer>,
     ) {
         let Some(answer) = Answer::of(result) else {
             return;
         };
         let mut memo = self.memo();
-        // Written while the host was asked: that answer may already be out of date.
-        if memo.is_full() || !memo.answers(path) {
+        // Changed or written while the host was asked: that answer may already be out of date.
+        if memo.generation != asked_in || memo.is_full() || !memo.answers(path) {
             return;
         }
-        table(&mut memo).insert(path.to_path_buf(), answer);
+        // What `metadata` says cannot tell a link from what it leads to: kept apart.
+        let table = if follow_last {
+            &mut memo.links_followed
+        } else {
+            &mut memo.links_kept
+        };
+        table.insert(path.to_path_buf(), answer);
     }
 }
 
@@ -214,10 +218,8 @@ impl FileSystem for LookupMemo {
     }
     fn rename<'a>(&'a self, from: &'a Path, to: &'a Path) -> BoxFuture<'a, virtual_fs::Result<()>> {
         Box::pin(async move {
-            self.memo().forget_all();
             let result = self.inner.rename(from, to).await;
             let mut memo = self.memo();
-            // Forgotten again: a lookup while the rename ran may have seen either side of it.
             memo.forget_all();
             if result.is_ok() {
                 memo.moved(from, to);
@@ -226,10 +228,10 @@ impl FileSystem for LookupMemo {
         })
     }
     fn metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.link_followed(path)
+        self.lookup(path, true)
     }
     fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
-        self.link_kept(path)
+        self.lookup(path, false)
     }
     fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
         self.changing(|| self.inner.remove_file(path))
@@ -246,19 +248,19 @@ impl FileOpener for LookupMemo {
         conf: &OpenOptionsConfig,
     ) -> virtual_fs::Result<Box<dyn VirtualFile + Send + Sync + 'static>> {
         if may_change(conf) {
-            let mut memo = self.memo();
-            memo.note_written(path);
-            if conf.create() || conf.create_new() {
-                memo.forget_all();
-            } else {
-                memo.links_kept.remove(path);
-                memo.links_followed.remove(path);
-            }
+            // Before the open: nothing asked from now on about this file is kept.
+            self.memo().note_written(path);
         }
-        self.inner
+        let file = self
+            .inner
             .new_open_options()
             .options(conf.clone())
-            .open(path)
+            .open(path);
+        if conf.create() || conf.create_new() {
+            // It may have made the file: its directory changed too.
+            self.memo().forget_all();
+        }
+        file
     }
 }
 
@@ -268,11 +270,14 @@ mod tests {
     use futures_util::FutureExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// An in-memory filesystem that counts the lookups that reach it.
+    /// An in-memory filesystem that counts the lookups that reach it; with `racer` set, the
+    /// first `symlink_metadata` has that memo make `/racy` while its answer is on the way, as
+    /// another guest thread could.
     #[derive(Debug, Default)]
     struct Counted {
         inner: virtual_fs::mem_fs::FileSystem,
         lookups: AtomicUsize,
+        racer: std::sync::OnceLock<std::sync::Weak<LookupMemo>>,
     }
 
     impl FileSystem for Counted {
@@ -301,7 +306,13 @@ mod tests {
         }
         fn symlink_metadata(&self, path: &Path) -> virtual_fs::Result<Metadata> {
             self.lookups.fetch_add(1, Ordering::Relaxed);
-            self.inner.symlink_metadata(path)
+            let answer = self.inner.symlink_metadata(path);
+            if let Some(racer) = self.racer.get().and_then(std::sync::Weak::upgrade)
+                && self.lookups.load(Ordering::Relaxed) == 1
+            {
+                racer.create_dir(Path::new("/racy")).unwrap();
+            }
+            answer
         }
         fn remove_file(&self, path: &Path) -> virtual_fs::Result<()> {
             self.inner.remove_file(path)
@@ -407,5 +418,54 @@ mod tests {
         assert_eq!(size(&memo, "/logs/log.txt"), Ok(8));
         append(&mut file, b"?");
         assert_eq!(size(&memo, "/logs/log.txt"), Ok(9));
+    }
+
+    #[test]
+    fn a_link_is_told_from_what_it_points_to_whichever_is_asked_first() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("target.txt"), "target").unwrap();
+        std::os::unix::fs::symlink("target.txt", dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("nowhere.txt", dir.path().join("dangling")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _context = runtime.enter();
+        let host: SharedFileSystem = Arc::new(
+            virtual_fs::host_fs::FileSystem::new(runtime.handle().clone(), dir.path()).unwrap(),
+        );
+        for follow_first in [true, false] {
+            let memo = LookupMemo::new(host.clone());
+            for _ in 0..2 {
+                if follow_first {
+                    assert!(memo.metadata(Path::new("/link")).unwrap().is_file());
+                    assert_eq!(
+                        memo.metadata(Path::new("/dangling")),
+                        Err(FsError::EntryNotFound)
+                    );
+                }
+                let link = memo.symlink_metadata(Path::new("/link")).unwrap();
+                assert!(link.ft.is_symlink(), "followed first: {follow_first}");
+                let dangling = memo.symlink_metadata(Path::new("/dangling")).unwrap();
+                assert!(dangling.ft.is_symlink(), "followed first: {follow_first}");
+                assert!(memo.metadata(Path::new("/link")).unwrap().is_file());
+                assert_eq!(
+                    memo.metadata(Path::new("/dangling")),
+                    Err(FsError::EntryNotFound)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_answer_overtaken_by_a_change_is_not_kept() {
+        let counted = Arc::new(Counted::default());
+        let memo = Arc::new(LookupMemo::new(counted.clone()));
+        counted.racer.set(Arc::downgrade(&memo)).unwrap();
+        // Answered before the directory was made, which happened before the answer arrived.
+        assert_eq!(
+            memo.symlink_metadata(Path::new("/racy")),
+            Err(FsError::EntryNotFound)
+        );
+        assert!(memo.metadata(Path::new("/racy")).unwrap().is_dir());
     }
 }
