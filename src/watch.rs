@@ -175,9 +175,7 @@ impl Reloader {
             }
         }
     }
-}
 
-impl Reloader {
     fn tier_up(&self) {
         if let Some(tier_up) = &self.tier_up {
             tier_up.tier_up();
