@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use crate::cgi::StaticEnv;
 use crate::package::{CommandSpec, PreinitAnnotation};
-use crate::runtime::{GuestEngine, PreinitSetting, ProgramSpec, Provenance, SnapshotSource};
+use crate::runtime::{
+    GuestEngine, PreinitSetting, ProgramSpec, Provenance, SnapshotCurrency, SnapshotSource,
+};
 
 /// Whether `command` is pre-initialised, by its `preinit` annotation and `--no-preinit`.
 pub fn setting(command: &CommandSpec, disabled: bool) -> PreinitSetting {
@@ -24,6 +26,8 @@ pub struct Snapshot {
     pub key: String,
     pub init_function: String,
     pub provenance: Provenance,
+    /// Whether what it was built from is unchanged: watched from before it was keyed.
+    pub currency: SnapshotCurrency,
 }
 
 /// The snapshot of `spec` (the command as it runs without one), or `None` when the command is
@@ -51,11 +55,12 @@ pub fn snapshot(
         cache_dir: Some(cache_dir),
         embedded: command.embedded_snapshot.as_ref(),
     };
-    let (wasm, provenance) = source.load_or_build()?;
+    let (wasm, provenance, currency) = source.load_or_build()?;
     Ok(Some(Snapshot {
         wasm,
         key: source.key(),
         init_function,
         provenance,
+        currency,
     }))
 }

@@ -15,7 +15,7 @@ use crate::package::{self, Cache, CommandSpec, ModuleSource, Package};
 use crate::preinit;
 use crate::runtime::{
     GuestEngine, GuestFiles, GuestLog, GuestProgram, Invocation, Mount, MountSpec, ProgramSpec,
-    Provenance, stdin_channel, stdout_channel,
+    Provenance, SnapshotCurrency, stdin_channel, stdout_channel,
 };
 use crate::server::{
     self, App, AppState, Argv, ConnectionLimits, Limits, Operations, RoutePattern, RouteTable,
@@ -437,9 +437,19 @@ fn compile(
         preinitialised(args, command, engine, spec.clone(), static_env)
             .context("pre-initialisation failed (--no-preinit serves it without)")
     };
-    let (program, provenance) = preinitialised(command)?;
-    match GuestProgram::compile(engine, program) {
-        Err(error) if provenance == Some(Provenance::Embedded) => {
+    let compile_snapshot = |(program, snapshot): (ProgramSpec, Option<SnapshotOf>)| {
+        let compiled = GuestProgram::compile(engine, program)?;
+        Ok::<_, anyhow::Error>(match snapshot {
+            Some(snapshot) => compiled.with_snapshot_currency(Arc::new(snapshot.currency)),
+            None => compiled,
+        })
+    };
+    let (program, snapshot) = preinitialised(command)?;
+    let embedded = snapshot
+        .as_ref()
+        .is_some_and(|snapshot| snapshot.provenance == Provenance::Embedded);
+    match compile_snapshot((program, snapshot)) {
+        Err(error) if embedded => {
             tracing::warn!(
                 "the snapshot in the package does not load ({error:#}); pre-initialising anew"
             );
@@ -447,10 +457,16 @@ fn compile(
                 embedded_snapshot: None,
                 ..command.clone()
             };
-            GuestProgram::compile(engine, preinitialised(&without)?.0)
+            compile_snapshot(preinitialised(&without)?)
         }
         compiled => compiled,
     }
+}
+
+/// How a command's snapshot was obtained, and whether it stays current.
+struct SnapshotOf {
+    provenance: Provenance,
+    currency: SnapshotCurrency,
 }
 
 /// The command with its module replaced by its snapshot, when it is pre-initialised.
@@ -460,7 +476,7 @@ fn preinitialised(
     engine: &GuestEngine,
     spec: ProgramSpec,
     static_env: &StaticEnv,
-) -> anyhow::Result<(ProgramSpec, Option<Provenance>)> {
+) -> anyhow::Result<(ProgramSpec, Option<SnapshotOf>)> {
     let started = std::time::Instant::now();
     let Some(snapshot) = preinit::snapshot(
         command,
@@ -486,11 +502,27 @@ fn preinitialised(
             "pre-initialised with `{function}` in {elapsed:.1?}; snapshot cached for the next start"
         ),
     }
+    match snapshot.currency.never_because() {
+        None => tracing::info!(
+            "{} directories the snapshot was built from are watched: while none changes, \
+             requests are told it is current ({}=1)",
+            snapshot.currency.watched_dirs(),
+            crate::runtime::CURRENT_ENV,
+        ),
+        Some(reason) => tracing::info!(
+            "requests are not told the snapshot is current ({reason}): the guest checks its \
+             files itself"
+        ),
+    }
     let spec = ProgramSpec {
         wasm: snapshot.wasm,
         ..spec
     };
-    Ok((spec, Some(snapshot.provenance)))
+    let of = SnapshotOf {
+        provenance: snapshot.provenance,
+        currency: snapshot.currency,
+    };
+    Ok((spec, Some(of)))
 }
 
 /// Package volumes, then a `modules.toml` module's `volumes`, then `--mapdir`, then `--dir`;

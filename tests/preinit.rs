@@ -63,6 +63,8 @@ fn requests_start_from_the_snapshot_and_read_their_own_environment() {
                 "argv=preinit --flag",
                 "big=absent",
                 "init-file=-",
+                // It read no mount: nothing it was built from can change.
+                "snapshot-current=1",
             ],
         );
     }
@@ -114,6 +116,7 @@ fn preinit_is_off_with_the_flag_or_the_annotation() {
         "argv=preinit --flag",
         "big=absent",
         "init-file=-",
+        "snapshot-current=-",
     ];
     let package = preinit_package("");
     let server = serve(
@@ -207,6 +210,68 @@ fn a_changed_file_in_a_read_only_mount_rebuilds_the_snapshot() {
         server.logs()
     );
     assert_eq!(state_lines(&server, "/")[6], "init-file=two, longer");
+}
+
+#[test]
+fn requests_are_told_the_snapshot_is_current_until_a_file_it_was_built_from_changes() {
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("conf");
+    std::fs::create_dir_all(conf.join("sub")).unwrap();
+    std::fs::write(conf.join("mark"), "one\n").unwrap();
+    let package = preinit_package(&format!(
+        "\n[fs]\n\"/etc/preinit\" = \"{}\"",
+        conf.display()
+    ));
+    let cache = work.path().join("cache");
+    let server = serve(package.path(), &cache, &[]);
+    assert!(
+        server.log_contains("2 directories the snapshot was built from are watched"),
+        "{}",
+        server.logs()
+    );
+    for _ in 0..2 {
+        let lines = state_lines(&server, "/");
+        assert_eq!(lines[6..], ["init-file=one", "snapshot-current=1"]);
+    }
+    drop(server);
+
+    // A cached snapshot too: its key holds the tree as it was when watching began.
+    let server = serve(package.path(), &cache, &[]);
+    assert!(
+        server.log_contains("snapshot from the cache"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(state_lines(&server, "/")[7], "snapshot-current=1");
+    // Any change in the tree, even to a file init did not read, and seen by the very next
+    // request: it starts after the write has returned.
+    std::fs::write(conf.join("sub/other"), "new").unwrap();
+    assert_eq!(state_lines(&server, "/")[7], "snapshot-current=-");
+    std::fs::remove_file(conf.join("sub/other")).unwrap();
+    assert_eq!(
+        state_lines(&server, "/")[7],
+        "snapshot-current=-",
+        "a change is final until the snapshot is taken again"
+    );
+    assert!(
+        server.log_contains("sub/other changed: the snapshot is no longer current"),
+        "{}",
+        server.logs()
+    );
+    drop(server);
+
+    // The same directory writable: the snapshot's key knows it by its path only.
+    let mapdir = format!("/etc/preinit:{}", conf.display());
+    let server = serve(package.path(), &cache, &["--mapdir", &mapdir]);
+    assert!(
+        server.log_contains("its init read from /etc/preinit, a writable directory"),
+        "{}",
+        server.logs()
+    );
+    assert_eq!(
+        state_lines(&server, "/")[6..],
+        ["init-file=one", "snapshot-current=-"]
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ use super::memory_cap::PAGE_SIZE;
 use super::memory_image::MemoryImage;
 use super::mounts::Mount;
 use super::root_fs::RootLayout;
+use super::snapshot::{CURRENT_ENV, MountReads, SnapshotCurrency};
 use super::sqlite_locks::LockLedger;
 use super::stdio::{GuestLog, GuestStdin, GuestStdout, stdin_channel};
 use super::wasi_imports::WasiImports;
@@ -61,6 +62,8 @@ pub struct GuestProgram {
     name: String,
     args: Vec<String>,
     root: RootLayout,
+    /// For a snapshot: whether what it was built from is unchanged, told to each request.
+    currency: Option<Arc<SnapshotCurrency>>,
 }
 
 /// The per-request inputs and outputs of one instance.
@@ -150,7 +153,16 @@ impl GuestProgram {
             name: spec.name,
             args: spec.args,
             root: RootLayout::new(spec.mounts, spec.current_dir),
+            currency: None,
         })
+    }
+
+    /// The program of a snapshot, whose requests are told while it is `currency`'s current.
+    pub fn with_snapshot_currency(self, currency: Arc<SnapshotCurrency>) -> Self {
+        GuestProgram {
+            currency: Some(currency),
+            ..self
+        }
     }
 
     /// Whether the program exports a function called `name` (an entrypoint to call).
@@ -184,7 +196,15 @@ impl GuestProgram {
             stdout: Box::new(invocation.stdout),
             stderr: Box::new(invocation.stderr),
         };
-        let mut live = self.instantiate(invocation.env, invocation.argv, stdio)?;
+        let mut env = invocation.env;
+        if self
+            .currency
+            .as_ref()
+            .is_some_and(|currency| currency.is_current())
+        {
+            env.push((CURRENT_ENV.to_string(), "1".to_string()));
+        }
+        let mut live = self.instantiate(env, invocation.argv, stdio, None)?;
         let (result, stopped) = live.call(
             &invocation.entrypoint,
             invocation.deadline,
@@ -218,12 +238,14 @@ impl GuestProgram {
 
     /// Runs the init function `function` in a fresh instance (no stdin, its output logged,
     /// the environment `env`, at most [`PREINIT_TIMEOUT`]), then lets `inspect` read the
-    /// instance before it is torn down. An init function must return (or exit with 0):
-    /// another exit, a trap or running out of time is an error.
+    /// instance before it is torn down; `reads` records the mounts it read from. An init
+    /// function must return (or exit with 0): another exit, a trap or running out of time is
+    /// an error.
     pub(super) fn preinitialise<T>(
         &self,
         function: &str,
         env: Vec<(String, String)>,
+        reads: &Arc<MountReads>,
         inspect: impl FnOnce(&mut Store, &Instance, &FunctionEnv<WasiEnv>) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let (no_body, stdin) = stdin_channel(CancellationToken::new());
@@ -233,7 +255,7 @@ impl GuestProgram {
             stdout: Box::new(GuestLog::new("pre-init")),
             stderr: Box::new(GuestLog::new("pre-init")),
         };
-        let mut live = self.instantiate(env, None, stdio)?;
+        let mut live = self.instantiate(env, None, stdio, Some(reads))?;
         let deadline = Instant::now() + PREINIT_TIMEOUT;
         let (result, stopped) = live.call(function, deadline, CancellationToken::new())?;
         let finished = match (result, stopped) {
@@ -263,12 +285,14 @@ impl GuestProgram {
         outcome
     }
 
-    /// A fresh instance attached to a fresh WASI environment, not started.
+    /// A fresh instance attached to a fresh WASI environment, not started; `reads`, if any,
+    /// records the mounts it reads from.
     fn instantiate(
         &self,
         env: Vec<(String, String)>,
         argv: Option<Vec<String>>,
         stdio: Stdio,
+        reads: Option<&Arc<MountReads>>,
     ) -> anyhow::Result<LiveInstance> {
         let mut builder = match argv.as_deref() {
             Some([program, args @ ..]) => {
@@ -289,7 +313,7 @@ impl GuestProgram {
         builder.set_stdout(stdio.stdout);
         builder.set_stderr(stdio.stderr);
         let locks = Arc::new(LockLedger::default());
-        self.root.install(&mut builder, &locks)?;
+        self.root.install(&mut builder, &locks, reads)?;
         let env = builder.build()?;
 
         let mut store = Store::new(self.engine.clone());

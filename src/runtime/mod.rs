@@ -23,6 +23,8 @@ pub use engine::{Compiler, GuestEngine};
 pub use guest_files::{GuestFiles, HostLocation};
 pub use instance::{GuestExit, GuestProgram, Invocation, ProgramSpec};
 pub use mounts::{Mount, MountOrigin, MountSpec, guest_path};
-pub use snapshot::{EmbeddedSnapshot, PreinitSetting, Provenance, SnapshotSource};
+pub use snapshot::{
+    CURRENT_ENV, EmbeddedSnapshot, PreinitSetting, Provenance, SnapshotCurrency, SnapshotSource,
+};
 pub use stdio::{GuestLog, StdinSender, StdoutReceiver, stdin_channel, stdout_channel};
 pub use wasm_sections::exports_function;

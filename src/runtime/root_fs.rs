@@ -14,6 +14,7 @@ use wasmer_wasix::virtual_fs::{
 
 use super::lookup_memo::LookupMemo;
 use super::mounts::Mount;
+use super::snapshot::MountReads;
 use super::sqlite_locks::LockLedger;
 
 type SharedFileSystem = Arc<dyn FileSystem + Send + Sync>;
@@ -38,11 +39,13 @@ impl RootLayout {
 
     /// Gives `builder` a fresh root with the mounts, the working directory and the preopens
     /// (`.` then `/`, the order WASI programs have always seen from wasmer); `locks` sees the
-    /// SQLite locks taken through the mounts.
+    /// SQLite locks taken through the mounts, and `reads` (a snapshot's init) which mounts
+    /// are read from.
     pub fn install(
         &self,
         builder: &mut WasiEnvBuilder,
         locks: &Arc<LockLedger>,
+        reads: Option<&Arc<MountReads>>,
     ) -> anyhow::Result<()> {
         // The virtual root must not create the directories the mounts provide.
         let mapped: Vec<&str> = self
@@ -55,7 +58,10 @@ impl RootLayout {
         let root = MountFileSystem::new();
         let mut root_layers: Vec<SharedFileSystem> = Vec::new();
         for mount in &self.mounts {
-            let filesystem: SharedFileSystem = Arc::new(LookupMemo::new(locks.track(mount)));
+            let mut filesystem: SharedFileSystem = Arc::new(LookupMemo::new(locks.track(mount)));
+            if let Some(reads) = reads {
+                filesystem = reads.observe(&mount.guest, filesystem);
+            }
             if mount.guest == "/" {
                 root_layers.push(filesystem);
             } else {

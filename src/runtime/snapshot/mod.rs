@@ -8,10 +8,13 @@
 //! checksum; one that does not load cleanly is rebuilt, never trusted.
 
 mod capture;
+mod currency;
 mod instrument;
+mod reads;
 mod rewrite;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -23,7 +26,10 @@ use super::mounts::MountOrigin;
 use super::wasm_sections::exports_function;
 use crate::atomic_file::write_atomically;
 use crate::digest::{checksum, sha256_hex};
+use currency::Watching;
+pub use currency::{CURRENT_ENV, SnapshotCurrency};
 use instrument::StateLayout;
+pub(super) use reads::MountReads;
 
 /// Wizer's name for the init function, used when the command names none.
 pub const DEFAULT_INIT_EXPORT: &str = "wizer.initialize";
@@ -96,8 +102,21 @@ pub enum Provenance {
 }
 
 impl SnapshotSource<'_> {
-    /// The snapshot module: from the cache when a sound entry exists, else built (and stored).
-    pub fn load_or_build(&self) -> anyhow::Result<(Bytes, Provenance)> {
+    /// The snapshot module: from the cache when a sound entry exists, else built (and stored);
+    /// with how it was obtained and whether it stays current.
+    pub fn load_or_build(&self) -> anyhow::Result<(Bytes, Provenance, SnapshotCurrency)> {
+        // Before the key: it holds the read-only directories' trees as they are now, and any
+        // change from here on is seen.
+        let watching = Watching::start(&self.spec.mounts);
+        let (snapshot, provenance) = self.load_or_build_unwatched()?;
+        let currency = watching.settle(
+            &self.spec.mounts,
+            reads::recorded_reads(&snapshot).as_deref(),
+        );
+        Ok((snapshot, provenance, currency))
+    }
+
+    fn load_or_build_unwatched(&self) -> anyhow::Result<(Bytes, Provenance)> {
         let key = self.key();
         if let Some(embedded) = self.embedded {
             if embedded.key != key {
@@ -147,12 +166,15 @@ impl SnapshotSource<'_> {
                 ..self.spec.clone()
             },
         )?;
+        let reads = Arc::new(MountReads::default());
         let state = program.preinitialise(
             self.init_function,
             self.env.to_vec(),
+            &reads,
             |store, instance, env| capture::capture(store, instance, env, &layout),
         )?;
-        let snapshot = rewrite::write_snapshot(wasm, &layout, &state, self.init_function)?;
+        let mut snapshot = rewrite::write_snapshot(wasm, &layout, &state, self.init_function)?;
+        reads::append_reads_section(&mut snapshot, &reads.guests());
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&snapshot)
             .context("the snapshot wcgi wrote does not validate (a wcgi bug)")?;
