@@ -188,6 +188,9 @@ case '/opcache':
     echo json_encode([
         'enabled' => $status ? $status['opcache_enabled'] : false,
         'index_cached' => opcache_is_script_cached('/app/index.php'),
+        'validates' => (bool) ini_get('opcache.validate_timestamps'),
+        // wcgi's word to php-cgi, which takes it out of the request's environment.
+        'told' => getenv('WCGI_SNAPSHOT_CURRENT') !== false || isset($_SERVER['WCGI_SNAPSHOT_CURRENT']),
     ]);
     break;
 default: http_response_code(400); echo "unknown probe\n";
@@ -321,11 +324,12 @@ fn opcache_starts_with_the_sites_scripts_and_an_edit_is_seen_at_once() {
         .set_modified(a_minute_ago)
         .unwrap();
     let server = serve(&project, &[]);
-    // index.php was compiled in the snapshot: no request has run it yet.
+    // index.php was compiled in the snapshot: no request has run it yet. /app is writable
+    // here (a site edited live), so OPcache checks every script's timestamp itself.
     let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
     assert_eq!(
         status,
-        serde_json::json!({"enabled": true, "index_cached": true})
+        serde_json::json!({"enabled": true, "index_cached": true, "validates": true, "told": false})
     );
     assert!(server.get_text("/").1.contains("Hello, world!"));
     let edited = std::fs::read_to_string(&script)
@@ -342,9 +346,46 @@ fn opcache_starts_with_the_sites_scripts_and_an_edit_is_seen_at_once() {
     let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
     assert_eq!(
         status,
-        serde_json::json!({"enabled": false, "index_cached": false})
+        serde_json::json!({"enabled": false, "index_cached": false, "validates": true, "told": false})
     );
     assert!(server.get_text("/").1.contains("Edited, world!"));
+}
+
+#[test]
+fn a_read_only_site_skips_timestamp_checks_until_a_file_changes() {
+    let work = tempfile::tempdir().unwrap();
+    let project = php_project(work.path());
+    std::fs::write(project.join("app/probe.php"), PROBE).unwrap();
+    let script = project.join("app/index.php");
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for file in [&script, &project.join("app/probe.php")] {
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(a_minute_ago)
+            .unwrap();
+    }
+    // /app as the package's read-only [fs] mount (as WordPress's example serves its site):
+    // wcgi watches it and tells php-cgi while nothing there has changed.
+    let data = format!("/data:{}", project.join("data").display());
+    let args: Vec<OsString> = vec![project.clone().into(), "--mapdir".into(), data.into()];
+    let server = Server::start(&args);
+    let trusted = serde_json::json!({"enabled": true, "index_cached": true, "validates": false, "told": false});
+    for _ in 0..2 {
+        let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
+        assert_eq!(status, trusted);
+    }
+    assert!(server.get_text("/").1.contains("Hello, world!"));
+
+    let edited = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("Hello, ", "Edited, ");
+    std::fs::write(&script, edited).unwrap();
+    // The very next request sees the edit, and from then on OPcache checks timestamps.
+    assert!(server.get_text("/").1.contains("Edited, world!"));
+    let status: serde_json::Value = server.get("/probe.php/opcache").json().unwrap();
+    assert_eq!(status["validates"], true);
 }
 
 #[test]

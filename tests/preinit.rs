@@ -260,9 +260,14 @@ fn requests_are_told_the_snapshot_is_current_until_a_file_it_was_built_from_chan
     );
     drop(server);
 
-    // The same directory writable: the snapshot's key knows it by its path only.
+    // The same directory writable: the snapshot's key knows it by its path only. (And the
+    // variable is wcgi's word alone, never the user's environment's.)
     let mapdir = format!("/etc/preinit:{}", conf.display());
-    let server = serve(package.path(), &cache, &["--mapdir", &mapdir]);
+    let server = serve(
+        package.path(),
+        &cache,
+        &["--mapdir", &mapdir, "--env", "WCGI_SNAPSHOT_CURRENT=1"],
+    );
     assert!(
         server.log_contains("its init read from /etc/preinit, a writable directory"),
         "{}",

@@ -197,6 +197,8 @@ impl GuestProgram {
             stderr: Box::new(invocation.stderr),
         };
         let mut env = invocation.env;
+        // wcgi's word alone: never one from the command's environment or `--env`.
+        env.retain(|(name, _)| name != CURRENT_ENV);
         if self
             .currency
             .as_ref()
