@@ -1,12 +1,14 @@
 //! The WordPress example's front page and dashboard, in the same run on the same docroot:
 //! through wcgi (php-cgi for WASI, one instance per request, assets from the host) with the
-//! module's pre-initialisation snapshot and with `--no-preinit`; through Debian's PHP-FPM with
-//! OPcache (a static pool of two workers) behind lighttpd mod_fastcgi, as a PHP host runs it;
-//! and through Debian's native `php-cgi8.2` behind lighttpd mod_cgi. Median and p95 of 20
-//! sequential requests each, and each wcgi row's ratio to PHP-FPM and to php-cgi. Each server
-//! has its own fresh database, installed and logged into first. For the wcgi rows it also
-//! prints the start-up (spawn to banner) with an empty cache, which compiles the module and
-//! builds the snapshot, and a second start-up on that cache.
+//! module's pre-initialisation snapshot, with it while the docroot is mapped writable for live
+//! edits (`--mapdir /app:site`: the snapshot is never current, so every script's timestamp is
+//! checked), and with `--no-preinit`; through Debian's PHP-FPM with OPcache (a static pool of
+//! two workers) behind lighttpd mod_fastcgi, as a PHP host runs it; and through Debian's
+//! native `php-cgi8.2` behind lighttpd mod_cgi. Median and p95 of 20 sequential requests each,
+//! and each wcgi row's ratio to PHP-FPM and to php-cgi. Each server has its own fresh
+//! database, installed and logged into first. For the wcgi rows it also prints the start-up
+//! (spawn to banner) with an empty cache, which compiles the module and builds the snapshot,
+//! and a second start-up on that cache.
 //!
 //! Needs the assembled example (`examples/wordpress/setup.sh`), lighttpd, php8.2-cgi,
 //! php8.2-fpm, php8.2-opcache and php8.2-sqlite3 (`apt-get install lighttpd php8.2-cgi
@@ -111,8 +113,13 @@ fn main() {
     let mut problems = Vec::new();
     let mut without_snapshot = false;
 
+    // The docroot mapped writable, as `wcgi run . --mapdir /app:./app` serves a site being
+    // edited: the snapshot is never current, so OPcache checks every script's timestamp.
+    let live_site = format!("/app:{}", site.display());
+    let live = ["--mapdir", live_site.as_str()];
     let mut wcgi_rows = vec![
         ("wcgi (snapshot)", &[][..]),
+        ("wcgi (live /app)", &live[..]),
         ("wcgi (--no-preinit)", &["--no-preinit"][..]),
     ];
     // Built with `--features llvm`: the same with wasmer's LLVM compiler.
