@@ -16,8 +16,8 @@
 //! begins after a write has returned is never told the snapshot is current. A change is final
 //! until the snapshot is taken again (a restart, or a reload under `--watch`); the guest then
 //! checks its files itself, as it would with no snapshot. inotify sees changes made through
-//! this machine's kernel only: a directory on a network file system edited from elsewhere
-//! needs `--no-preinit` or a restart.
+//! this machine's kernel only, so a tree that reaches onto a network or user-space file
+//! system (NFS, SMB, FUSE, 9p: `local_fs`) is not vouched for either.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use std::sync::{Mutex, PoisonError};
 use inotify::{Inotify, WatchDescriptor, WatchMask};
 
 use super::super::mounts::{Mount, MountOrigin};
+use super::local_fs;
 
 /// The variable a guest finds set to `1` while its snapshot is current.
 pub const CURRENT_ENV: &str = "WCGI_SNAPSHOT_CURRENT";
@@ -177,6 +178,17 @@ impl Watch {
                     "its directories are more than the {MAX_WATCHED_DIRS} wcgi watches"
                 ));
             }
+            match local_fs::unseen_changes(&dir) {
+                Ok(None) => {}
+                Ok(Some(kind)) => {
+                    return Err(format!(
+                        "{} is on {kind}, a file system whose changes made elsewhere inotify \
+                         cannot see",
+                        dir.display()
+                    ));
+                }
+                Err(error) => return Err(format!("cannot watch {}: {error}", dir.display())),
+            }
             let descriptor = watch
                 .inotify
                 .watches()
@@ -269,6 +281,20 @@ mod tests {
         assert!(currency.is_current());
         std::fs::rename(site.path().join("a.php"), site.path().join("b.php")).unwrap();
         assert!(!currency.is_current());
+    }
+
+    #[test]
+    fn a_tree_on_a_file_system_changed_elsewhere_is_never_current() {
+        // procfs stands in for NFS or FUSE: neither of them is one inotify sees every change of.
+        let mounts = [host_mount(Path::new("/proc/sys"), "/app", true)];
+        let currency = Watching::start(&mounts).settle(&mounts, None);
+        assert!(!currency.is_current());
+        assert_eq!(
+            currency.never_because(),
+            Some(
+                "/proc/sys is on 0x9fa0, a file system whose changes made elsewhere inotify cannot see"
+            )
+        );
     }
 
     #[test]

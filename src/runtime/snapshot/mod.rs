@@ -10,6 +10,7 @@
 mod capture;
 mod currency;
 mod instrument;
+mod local_fs;
 mod reads;
 mod rewrite;
 
